@@ -1,0 +1,64 @@
+// The lobby's command language: one typed struct per command, the table of
+// command specs (names, flags, help text), and the parser from words to a
+// typed Request. Used by every front (SSH lobby, HTTPS /exec, admin CLI), so
+// a command means the same wherever it is typed. Pure; thread-safe.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "control/result.h"
+
+namespace control {
+
+struct Help { std::string topic; };  // empty: all commands
+struct Whoami {};
+struct SshKeyList {};
+struct SshKeyAdd {
+  std::string key_line;  // "TYPE BASE64 [COMMENT]"; empty: read it from stdin
+  std::string comment;   // --comment; overrides the key line's comment
+};
+struct SshKeyRemove { std::string which; };  // fingerprint or comment
+struct SshKeyRename { std::string which; std::string comment; };
+struct Register { std::string name; std::string invite; };
+struct Exit {};
+
+using Command = std::variant<Help, Whoami, SshKeyList, SshKeyAdd, SshKeyRemove, SshKeyRename, Register, Exit>;
+
+struct Request {
+  Command command;
+  bool json = false;
+};
+
+struct FlagSpec {
+  std::string name;        // "--comment"
+  std::string value_name;  // "TEXT"; empty for a boolean flag
+  std::string help;
+};
+
+struct CommandSpec {
+  std::string name;   // "ssh-key add"
+  std::string args;   // "[KEY]"
+  std::string summary;
+  std::string description;
+  std::vector<FlagSpec> flags;  // --json and --help are implied
+  bool needs_account = true;    // false: usable by a key not yet registered
+};
+
+const std::vector<CommandSpec>& CommandSpecs();
+const CommandSpec* FindSpec(std::string_view name);
+// Command names for completion and suggestions ("help", "ssh-key", ...).
+std::vector<std::string> TopLevelNames();
+
+// Words (as split by SplitArgs) to a typed request. Errors are kUsage with a
+// sentence that names the command and says what to type instead.
+Result<Request> ParseRequest(const std::vector<std::string>& words);
+
+// "help" output and "CMD --help" output. `ssh_hint` is how users reach us
+// ("ssh -p 2222 localhost"), used in examples.
+std::string HelpText(std::string_view ssh_hint);
+std::string CommandHelp(const CommandSpec& spec, std::string_view ssh_hint);
+
+}  // namespace control

@@ -1,0 +1,16 @@
+# Writes OUT, a C++ file defining db::EmbeddedMigrations() from FILES
+# (named NNNN_name.sql). The raw-string delimiter must not occur in SQL.
+string(REPLACE "|" ";" FILES "${FILES}")
+set(body "")
+foreach(f ${FILES})
+  get_filename_component(base ${f} NAME_WE)
+  string(REGEX MATCH "^([0-9]+)_(.*)$" m ${base})
+  if(NOT m)
+    message(FATAL_ERROR "migration ${f} must be named NNNN_name.sql")
+  endif()
+  math(EXPR version "${CMAKE_MATCH_1}")
+  file(READ ${f} sql)
+  string(APPEND body "    {${version}, \"${CMAKE_MATCH_2}\", R\"exed_sql(${sql})exed_sql\"},\n")
+endforeach()
+file(WRITE ${OUT}.tmp "// Generated from migrations/*.sql; do not edit.\n#include \"db/migrate.h\"\n\nnamespace db {\n\nstd::vector<Migration> EmbeddedMigrations() {\n  return {\n${body}  };\n}\n\n}  // namespace db\n")
+file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)

@@ -1,0 +1,44 @@
+// exed's configuration: embedded defaults, then a `key = value` file
+// (EXED_CONFIG or --config), then environment variables (EXED_<KEY>, and
+// DATABASE_URL), then --set key=value, later ones winning. Value type.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "control/result.h"
+#include "control/service.h"
+#include "sshd/limits.h"
+
+namespace exed {
+
+struct Config {
+  std::string state_dir = "./var";
+  std::string listen_addr = "127.0.0.1";
+  int ssh_port = 2222;
+  int https_port = 8443;
+  int http_port = 8080;
+  std::string domain = "exe.localhost";
+  std::string ssh_host = "localhost";  // what users type after `ssh -p PORT`
+  std::string database_url;
+  size_t db_pool_size = 16;
+  std::string log_level = "info";
+  control::ServiceConfig service;
+  sshd::Limits limits;
+
+  // "ssh -p 2222 localhost", or "ssh localhost" on port 22.
+  std::string SshHint() const;
+};
+
+// The documented keys, one line each, for --help.
+std::string ConfigKeysHelp();
+
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+
+// REQUIRES: file_path empty or readable. Errors name the key or line at fault.
+control::Result<Config> LoadConfig(const std::string& file_path, const EnvLookup& env,
+                                   const std::vector<std::string>& overrides);
+
+}  // namespace exed
