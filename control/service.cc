@@ -282,11 +282,12 @@ Result<std::string> Service::DoKeyList(const Caller& caller, bool json_out) {
       for (const auto& k : keys) jkeys.push_back(KeyJson(k));
       return Dump({{"keys", jkeys}});
     }
-    std::string out = fmt::format("{:<52} {:<20} {:<20} {}\n", "FINGERPRINT", "COMMENT", "ADDED", "LAST USED");
+    // Fits 100 columns; `--json` has every field.
+    std::string out = fmt::format("{:<51} {:<18} {}\n", "FINGERPRINT", "COMMENT", "LAST USED");
     for (const auto& k : keys) {
-      out += fmt::format("{:<52} {:<20} {:<20} {}{}\n", k.fingerprint, k.comment, k.added_at,
-                         k.last_used_at.empty() ? "never" : k.last_used_at,
-                         k.fingerprint == caller.fingerprint ? "  (this session)" : "");
+      std::string used = k.last_used_at.empty() ? "never" : k.last_used_at.substr(0, 16);
+      if (k.fingerprint == caller.fingerprint) used = "this session";
+      out += fmt::format("{:<51} {:<18} {}\n", k.fingerprint, k.comment, used);
     }
     return out;
   });

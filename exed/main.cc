@@ -69,11 +69,17 @@ int Migrate(const exed::Config& cfg, bool quiet) {
 
 int Serve(const exed::Config& cfg) {
   if (Migrate(cfg, true) != 0) return 1;
-  db::Pool pool(cfg.database_url, cfg.db_pool_size);
-  control::Service service(pool, cfg.service);
   sshd::ServerConfig scfg{cfg.listen_addr, cfg.ssh_port, cfg.state_dir + "/hostkeys", cfg.limits};
-  sshd::Server server(scfg, service);
+  sshd::Server server(scfg);
   if (auto s = server.Listen(); !s) return Fail(s.error().message);
+  // With ssh_port = 0 the real port is known only now, and messages that tell
+  // users what to type must name it.
+  exed::Config shown = cfg;
+  shown.ssh_port = server.port();
+  control::ServiceConfig service_cfg = cfg.service;
+  service_cfg.ssh_hint = shown.SshHint();
+  db::Pool pool(cfg.database_url, cfg.db_pool_size);
+  control::Service service(pool, service_cfg);
 
   // Signals are taken by one thread with sigwait, so no handler runs inside
   // libssh or libpq; every other thread inherits the blocked mask.
@@ -92,14 +98,12 @@ int Serve(const exed::Config& cfg) {
 
   spdlog::info("event=listening ssh={}:{} registration={}", cfg.listen_addr, server.port(),
                control::RegistrationName(cfg.service.registration));
-  exed::Config shown = cfg;
-  shown.ssh_port = server.port();
   std::cout << "exed is up. In another terminal:\n\n"
             << "  " << shown.SshHint() << "                 # the lobby: register, then 'help'\n"
             << "  " << shown.SshHint() << " whoami --json   # one-shot commands\n\n"
             << "Operator: exed admin --help. Stop with Ctrl-C.\n"
             << std::flush;
-  server.Serve();
+  server.Serve(service);
   spdlog::info("event=stopped");
   return 0;
 }

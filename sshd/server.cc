@@ -76,7 +76,7 @@ struct Server::Conn {
   Clock::time_point started;
 };
 
-Server::Server(ServerConfig config, control::Service& service) : config_(std::move(config)), service_(service) {}
+Server::Server(ServerConfig config) : config_(std::move(config)) {}
 
 Server::~Server() {
   if (bind_) ssh_bind_free(bind_);
@@ -112,7 +112,8 @@ void Server::Stop() {
   if (bind_) ::shutdown(ssh_bind_get_fd(bind_), SHUT_RDWR);
 }
 
-void Server::Serve() {
+void Server::Serve(control::Service& service) {
+  service_ = &service;
   while (!stopping_) {
     ssh_session session = ssh_new();
     if (ssh_bind_accept(bind_, session) != SSH_OK) {
@@ -267,7 +268,7 @@ void Server::RunSession(Conn& c) {
   }
   ChannelTerminal terminal(channel);
   int exit_code = 1;
-  auto caller = service_.Identify(c.key.fingerprint, c.key.Authorized(), c.addr);
+  auto caller = service_->Identify(c.key.fingerprint, c.key.Authorized(), c.addr);
   ConnectionTracker::Slot account_slot;
   if (!caller) {
     terminal.WriteErr(caller.error().message + "\n");
@@ -286,7 +287,7 @@ void Server::RunSession(Conn& c) {
     opts.max_line_bytes = config_.limits.max_line_bytes;
     opts.max_stdin_bytes = config_.limits.max_stdin_bytes;
     opts.idle_timeout = config_.limits.idle_timeout;
-    Lobby lobby(service_, terminal, *caller, opts);
+    Lobby lobby(*service_, terminal, *caller, opts);
     auto t0 = Clock::now();
     if (mode == kExec) {
       exit_code = lobby.RunOneShot(command);
@@ -302,6 +303,14 @@ void Server::RunSession(Conn& c) {
   ssh_channel_request_send_exit_status(channel, exit_code);
   ssh_channel_send_eof(channel);
   ssh_channel_close(channel);
+  // Let the client close its end and disconnect first: cutting the TCP
+  // connection now makes OpenSSH print "closed by remote host".
+  uint64_t linger = watchdog_.Arm(ssh_get_fd(c.session), Clock::now() + std::chrono::seconds(5));
+  while (ssh_message msg = ssh_message_get(c.session)) {
+    ssh_message_reply_default(msg);
+    ssh_message_free(msg);
+  }
+  watchdog_.Disarm(linger);
   ssh_channel_free(channel);
 }
 

@@ -34,7 +34,7 @@ struct ServerConfig {
 
 class Server {
  public:
-  Server(ServerConfig config, control::Service& service);
+  explicit Server(ServerConfig config);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -42,9 +42,10 @@ class Server {
   // Makes host keys if needed and binds. After it, port() is the real port.
   control::Status Listen();
   int port() const { return port_; }
-  // Accepts until Stop(). Returns after the listening socket is closed; live
-  // sessions continue until they end or the process exits.
-  void Serve();
+  // Accepts until Stop(), running sessions against `service`. Returns after
+  // the listening socket is closed; live sessions continue until they end or
+  // the process exits. REQUIRES: `service` outlives every session.
+  void Serve(control::Service& service);
   void Stop();
   int active_connections() const { return active_.load(); }
 
@@ -55,7 +56,7 @@ class Server {
   void RunSession(Conn& c);
 
   const ServerConfig config_;
-  control::Service& service_;
+  control::Service* service_ = nullptr;  // set by Serve()
   ssh_bind bind_ = nullptr;
   int port_ = 0;
   std::atomic<bool> stopping_{false};

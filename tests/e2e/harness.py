@@ -1,0 +1,204 @@
+"""End-to-end harness: a real PostgreSQL cluster (ops/pgcluster), a real
+`exed serve` on a free port, and the real OpenSSH client.
+
+Nothing here is faked: each Exed is the built binary, each ssh is
+/usr/bin/ssh. Tests wait on conditions (a port answering, output appearing),
+never on fixed sleeps alone.
+"""
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("EXED_BUILD_DIR", os.path.join(ROOT, "build"))
+EXED = os.path.join(BUILD, "exed", "exed")
+
+
+def wait_for(cond, timeout=20.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Postgres:
+    """A throwaway cluster in a temp dir, made by the same script as ops/up."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="exed-e2e-pg-")
+        env = dict(os.environ, EXED_PG_FAST="1")
+        self.url = subprocess.run([os.path.join(ROOT, "ops", "pgcluster"), "start", self.dir], env=env,
+                                  check=True, capture_output=True, text=True).stdout.strip()
+
+    def fresh_database(self, name):
+        subprocess.run(["psql", self.url, "-qAtc", f"DROP DATABASE IF EXISTS {name}"], check=True,
+                       capture_output=True)
+        subprocess.run(["psql", self.url, "-qAtc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+        return re.sub(r"^postgresql:///[^?]*", f"postgresql:///{name}", self.url)
+
+    def close(self):
+        subprocess.run([os.path.join(ROOT, "ops", "pgcluster"), "stop", self.dir], capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Exed:
+    """`exed serve` on a free loopback port with its own state dir and database."""
+
+    def __init__(self, pg, db_name, settings=None):
+        self.db_url = pg.fresh_database(db_name)
+        self.state = tempfile.mkdtemp(prefix="exed-e2e-state-")
+        self.settings = dict(settings or {})
+        self.proc = None
+        self.port = None
+        self.start()
+
+    def env(self):
+        env = dict(os.environ, DATABASE_URL=self.db_url, EXED_STATE_DIR=self.state, EXED_SSH_PORT="0")
+        for k, v in self.settings.items():
+            env["EXED_" + k.upper()] = str(v)
+        return env
+
+    def start(self):
+        self.log = open(os.path.join(self.state, "exed.log"), "ab")
+        self.proc = subprocess.Popen([EXED, "serve"], env=self.env(), stdout=subprocess.PIPE, stderr=self.log,
+                                     text=True)
+        line_port = None
+        deadline = time.time() + 30
+        while time.time() < deadline and line_port is None:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise AssertionError("exed exited before listening; log: " + self.read_log()[-2000:])
+            m = re.search(r"ssh -p (\d+) ", line)
+            if m:
+                line_port = int(m.group(1))
+        self.port = line_port
+        # Keep draining stdout so exed never blocks on a full pipe.
+        self._drain = subprocess.Popen(["cat"], stdin=self.proc.stdout, stdout=subprocess.DEVNULL)
+
+    def read_log(self):
+        with open(os.path.join(self.state, "exed.log"), "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "_drain", None):
+            self._drain.wait()
+            self._drain = None
+        if self.proc and self.proc.stdout:
+            self.proc.stdout.close()
+        if getattr(self, "log", None):
+            self.log.close()
+
+    def admin(self, *args):
+        return subprocess.run([EXED, "admin", *args], env=self.env(), capture_output=True, text=True, timeout=60)
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.state, ignore_errors=True)
+
+
+class Key:
+    """An ed25519 (or other) key pair made by ssh-keygen in a temp dir."""
+
+    def __init__(self, comment="e2e", kind="ed25519", bits=None):
+        self.dir = tempfile.mkdtemp(prefix="exed-e2e-key-")
+        self.path = os.path.join(self.dir, "id")
+        cmd = ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", comment, "-f", self.path]
+        if bits:
+            cmd += ["-b", str(bits)]
+        subprocess.run(cmd, check=True)
+        with open(self.path + ".pub") as f:
+            self.public = f.read().strip()
+        self.fingerprint = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", self.path + ".pub"],
+                                          check=True, capture_output=True, text=True).stdout.split()[1]
+
+
+def ssh_args(exed, key=None, extra=(), known_hosts="/dev/null", strict="no"):
+    args = ["ssh", "-p", str(exed.port), "-o", "BatchMode=yes", "-o", f"StrictHostKeyChecking={strict}",
+            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"]
+    if key:
+        args += ["-i", key.path, "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none"]
+    return args + list(extra) + ["localhost"]
+
+
+def ssh(exed, key, *command, input=None, timeout=30, extra=()):
+    """Runs a one-shot command; returns CompletedProcess (stdout, stderr, returncode)."""
+    return subprocess.run(ssh_args(exed, key, extra) + list(command), input=input, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def ssh_json(exed, key, *command):
+    r = ssh(exed, key, *command, "--json")
+    if r.returncode != 0:
+        raise AssertionError(f"{command} failed ({r.returncode}): {r.stderr}")
+    return json.loads(r.stdout)
+
+
+class Tmux:
+    """An interactive ssh session in a real terminal (tmux), typed into key by key."""
+
+    def __init__(self, argv, width=100, height=30):
+        self.name = "exed-e2e-%d-%d" % (os.getpid(), int(time.time() * 1000) % 1000000)
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height),
+                        " ".join(_quote(a) for a in argv) + "; sleep 30"], check=True)
+
+    def send(self, *keys):
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def type(self, text):
+        subprocess.run(["tmux", "send-keys", "-t", self.name, "-l", text], check=True)
+
+    def screen(self):
+        return subprocess.run(["tmux", "capture-pane", "-t", self.name, "-p"], capture_output=True,
+                              text=True).stdout
+
+    def wait_for(self, text, timeout=15):
+        try:
+            return wait_for(lambda: text in self.screen(), timeout, f"{text!r} on screen")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; screen is:\n{self.screen()}") from None
+
+    def close(self):
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+def _quote(a):
+    return "'" + a.replace("'", "'\\''") + "'" if re.search(r"[^\w@%+=:,./-]", a) else a
+
+
+def raw_connect(port, send=b""):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if send:
+        s.sendall(send)
+    return s
+
+
+def closed_within(sock, seconds):
+    """True if the server closes `sock` within `seconds`."""
+    deadline = time.time() + seconds
+    sock.setblocking(False)
+    while time.time() < deadline:
+        r, _, _ = select.select([sock], [], [], 0.2)
+        if r:
+            try:
+                if sock.recv(65536) == b"":
+                    return True
+            except ConnectionResetError:
+                return True
+    return False
