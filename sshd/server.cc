@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <chrono>
@@ -40,8 +41,29 @@ std::string PeerAddress(int fd) {
   return buf;
 }
 
-// Sends SSH_MSG_DISCONNECT with a reason the OpenSSH client prints.
+// Tells the client why it is being turned away, then disconnects. libssh
+// 0.10 drops the reason of ssh_disconnect() when the socket is not writable
+// at that instant, so the reason also goes first as an authentication banner
+// (OpenSSH prints it at its default log level) and is flushed explicitly.
+// Closing a socket that still has unread bytes makes the kernel send a reset
+// that can overtake both, so first swallow what the client already sent.
 void DisconnectWith(ssh_session s, const std::string& why) {
+  int fd = ssh_get_fd(s);
+  char buf[4096];
+  for (int quiet_polls = 0, rounds = 0; quiet_polls < 2 && rounds < 20; ++rounds) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 50) > 0 && ::recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0) {
+      quiet_polls = 0;
+    } else {
+      ++quiet_polls;
+    }
+  }
+  std::string line = "exed: " + why + "\r\n";
+  if (ssh_string banner = ssh_string_from_char(line.c_str())) {
+    ssh_send_issue_banner(s, banner);
+    ssh_string_free(banner);
+  }
+  ssh_blocking_flush(s, 1000);
   ssh_session_set_disconnect_message(s, why.c_str());
   ssh_disconnect(s);
 }
@@ -143,15 +165,8 @@ void Server::Handle(ssh_session session, std::string addr) {
   uint64_t grace = watchdog_.Arm(fd, c.started + config_.limits.login_grace);
   auto address_slot = tracker_.AcquireAddress(addr, config_.limits.max_sessions_per_address);
   bool ok = ssh_handle_key_exchange(session) == SSH_OK;
-  if (ok && !address_slot) {
-    spdlog::warn("limit=max_sessions_per_address source={} limit={}", addr, config_.limits.max_sessions_per_address);
-    DisconnectWith(session, fmt::format("too many connections from {} (limit {}); close some and try again", addr,
-                                        config_.limits.max_sessions_per_address));
-    ok = false;
-  } else if (!ok) {
-    spdlog::info("event=kex-failed source={} error={}", addr, ssh_get_error(session));
-  }
-  if (ok) ok = Authenticate(c);
+  if (!ok) spdlog::info("event=kex-failed source={} error={}", addr, ssh_get_error(session));
+  if (ok) ok = Authenticate(c, !address_slot);
   bool late = watchdog_.Disarm(grace);
   if (late) {
     spdlog::warn("limit=login_grace source={} seconds={}", addr, config_.limits.login_grace.count());
@@ -164,13 +179,23 @@ void Server::Handle(ssh_session session, std::string addr) {
   ssh_free(session);
 }
 
-bool Server::Authenticate(Conn& c) {
+bool Server::Authenticate(Conn& c, bool over_address_limit) {
   ssh_set_auth_methods(c.session, SSH_AUTH_METHOD_PUBLICKEY);
   int failures = 0;
   while (true) {
     ssh_message msg = ssh_message_get(c.session);
     if (!msg) return false;  // client gone, or the grace time shut the socket
     bool done = false;
+    if (ssh_message_type(msg) == SSH_REQUEST_AUTH && over_address_limit) {
+      // Refused here, not right after the key exchange: the client shows a
+      // reason only once it is authenticating.
+      ssh_message_free(msg);
+      spdlog::warn("limit=max_sessions_per_address source={} limit={}", c.addr,
+                   config_.limits.max_sessions_per_address);
+      DisconnectWith(c.session, fmt::format("too many connections from {} (limit {}); close some and try again",
+                                            c.addr, config_.limits.max_sessions_per_address));
+      return false;
+    }
     if (ssh_message_type(msg) == SSH_REQUEST_AUTH) {
       if (ssh_message_subtype(msg) == SSH_AUTH_METHOD_PUBLICKEY) {
         auto key = KeyOf(ssh_message_auth_pubkey(msg));

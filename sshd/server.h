@@ -52,7 +52,7 @@ class Server {
  private:
   struct Conn;
   void Handle(ssh_session session, std::string addr);
-  bool Authenticate(Conn& c);
+  bool Authenticate(Conn& c, bool over_address_limit);
   void RunSession(Conn& c);
 
   const ServerConfig config_;

@@ -129,9 +129,10 @@ class Key:
                                           check=True, capture_output=True, text=True).stdout.split()[1]
 
 
-def ssh_args(exed, key=None, extra=(), known_hosts="/dev/null", strict="no"):
+def ssh_args(exed, key=None, extra=(), known_hosts="/dev/null", strict="no", log_level="ERROR"):
+    """ssh's argv. log_level INFO shows what a user sees by default, such as disconnect reasons."""
     args = ["ssh", "-p", str(exed.port), "-o", "BatchMode=yes", "-o", f"StrictHostKeyChecking={strict}",
-            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"]
+            "-o", f"UserKnownHostsFile={known_hosts}", "-o", f"LogLevel={log_level}", "-o", "ConnectTimeout=10"]
     if key:
         args += ["-i", key.path, "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none"]
     return args + list(extra) + ["localhost"]
