@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <chrono>
 #include <thread>
 
 #include <libssh/libssh.h>
@@ -104,8 +105,16 @@ int Serve(const exed::Config& cfg) {
             << "Operator: exed admin --help. Stop with Ctrl-C.\n"
             << std::flush;
   server.Serve(service);
-  spdlog::info("event=stopped");
-  return 0;
+  // Session threads are detached and use the server, service and pool: give
+  // them a moment to finish, then leave without running destructors under
+  // them. Clients of sessions still open see the connection close.
+  for (int i = 0; i < 20 && server.active_connections() > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  spdlog::info("event=stopped open_sessions={}", server.active_connections());
+  spdlog::shutdown();
+  std::fflush(stdout);
+  std::_Exit(0);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -146,6 +147,10 @@ void Server::Serve(control::Service& service) {
       continue;
     }
     std::string addr = PeerAddress(ssh_get_fd(session));
+    // SSH is request/response during the handshake: with Nagle's algorithm
+    // each of its round trips waits ~40 ms for a delayed ACK.
+    int one = 1;
+    ::setsockopt(ssh_get_fd(session), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (active_.load() >= config_.limits.max_connections) {
       spdlog::warn("limit=max_connections source={} limit={}", addr, config_.limits.max_connections);
       ssh_free(session);  // no thread to spare for a handshake: close at once
