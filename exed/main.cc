@@ -69,6 +69,14 @@ int Migrate(const exed::Config& cfg, bool quiet) {
 }
 
 int Serve(const exed::Config& cfg) {
+  // Signals are taken by one thread with sigwait, so no handler runs inside
+  // libssh or libpq. Blocked before any thread starts (the server's watchdog
+  // among them): a thread that has them unblocked would die of SIGTERM.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
   if (Migrate(cfg, true) != 0) return 1;
   sshd::ServerConfig scfg{cfg.listen_addr, cfg.ssh_port, cfg.state_dir + "/hostkeys", cfg.limits};
   sshd::Server server(scfg);
@@ -82,13 +90,6 @@ int Serve(const exed::Config& cfg) {
   db::Pool pool(cfg.database_url, cfg.db_pool_size);
   control::Service service(pool, service_cfg);
 
-  // Signals are taken by one thread with sigwait, so no handler runs inside
-  // libssh or libpq; every other thread inherits the blocked mask.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::thread signals([&] {
     int sig = 0;
     sigwait(&set, &sig);

@@ -90,6 +90,7 @@ class Exed:
             return f.read().decode(errors="replace")
 
     def stop(self, sig=signal.SIGTERM):
+        """Signals exed and waits; returns its exit status."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -104,6 +105,7 @@ class Exed:
             self.proc.stdout.close()
         if getattr(self, "log", None):
             self.log.close()
+        return self.proc.returncode if self.proc else None
 
     def admin(self, *args):
         return subprocess.run([EXED, "admin", *args], env=self.env(), capture_output=True, text=True, timeout=60)

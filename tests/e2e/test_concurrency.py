@@ -56,7 +56,10 @@ class Concurrency(unittest.TestCase):
             t0 = time.time()
             r = ssh(exed, key, "whoami")
             self.assertEqual(r.returncode, 0, r.stderr)
-            print(f"one-shot while {SESSIONS} sessions held: {time.time() - t0:.2f}s", file=sys.stderr)
+            with open(f"/proc/{exed.proc.pid}/status") as f:
+                rss = next(line.split()[1] for line in f if line.startswith("VmRSS:"))
+            print(f"one-shot while {SESSIONS} sessions held: {time.time() - t0:.2f}s; exed RSS {int(rss) // 1024} MiB",
+                  file=sys.stderr)
         finally:
             for p in procs:
                 try:

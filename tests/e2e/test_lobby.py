@@ -225,7 +225,7 @@ class HostKeys(unittest.TestCase):
                 mode = os.stat(os.path.join(exed.state, "hostkeys", f)).st_mode & 0o777
                 self.assertEqual(mode, 0o600, f)
             port = exed.port
-            exed.stop()
+            self.assertEqual(exed.stop(), 0, "SIGTERM stops exed cleanly")
             exed.start()
             with open(known) as f:  # the port changed: pin the old entry to the new port
                 entries = f.read().replace(f"[localhost]:{port}", f"[localhost]:{exed.port}")
