@@ -142,6 +142,26 @@ std::vector<std::string> Lobby::Complete(std::string_view before_cursor) const {
   return out;
 }
 
+std::optional<std::vector<LineEditor::Event>> Lobby::NextEvents(LineEditor& editor) {
+  auto last_input = std::chrono::steady_clock::now();
+  std::string input;
+  while (true) {
+    auto st = term_.Read(&input, std::chrono::milliseconds(1000));
+    if (st == Terminal::ReadStatus::kEof || st == Terminal::ReadStatus::kError) return std::nullopt;
+    if (st == Terminal::ReadStatus::kData) break;
+    if (std::chrono::steady_clock::now() - last_input > options_.idle_timeout) {
+      spdlog::info("limit=idle_timeout account={} source={}", caller_.account_name, caller_.source_addr);
+      Err(fmt::format("\nidle for {} s; closing the session (reconnect any time)\n",
+                      std::chrono::duration_cast<std::chrono::seconds>(options_.idle_timeout).count()));
+      return std::nullopt;
+    }
+  }
+  std::string echo;
+  auto events = editor.Feed(input, &echo);
+  term_.Write(echo);
+  return events;
+}
+
 bool Lobby::Register() {
   Out(fmt::format("Welcome to exed!\nThis key ({}) is new here.\n", caller_.fingerprint));
   if (service_.config().registration == control::Registration::kClosed) {
@@ -154,24 +174,10 @@ bool Lobby::Register() {
   std::string name;
   editor.set_prompt("account name: ");
   term_.Write(editor.Redraw());
-  auto last_input = std::chrono::steady_clock::now();
-  std::string input;
   for (int tries = 0; tries < 10;) {
-    input.clear();
-    auto st = term_.Read(&input, std::chrono::milliseconds(1000));
-    if (st == Terminal::ReadStatus::kEof || st == Terminal::ReadStatus::kError) return false;
-    if (st == Terminal::ReadStatus::kTimeout) {
-      if (std::chrono::steady_clock::now() - last_input > options_.idle_timeout) {
-        Err("no input for too long; closing the session\n");
-        return false;
-      }
-      continue;
-    }
-    last_input = std::chrono::steady_clock::now();
-    std::string echo;
-    auto events = editor.Feed(input, &echo);
-    term_.Write(echo);
-    for (const auto& ev : events) {
+    auto events = NextEvents(editor);
+    if (!events) return false;
+    for (const auto& ev : *events) {
       if (ev.kind != LineEditor::EventKind::kLine) return false;  // Ctrl-C or Ctrl-D: they changed their mind
       std::string value = ev.line;
       value.erase(0, value.find_first_not_of(' '));
@@ -222,26 +228,10 @@ int Lobby::RunInteractive() {
   editor.set_history(service_.LoadHistory(*caller_.account_id));
   editor.set_completer([this](std::string_view before) { return Complete(before); });
   term_.Write(editor.Redraw());
-  auto last_input = std::chrono::steady_clock::now();
-  std::string input;
   while (true) {
-    input.clear();
-    auto st = term_.Read(&input, std::chrono::milliseconds(1000));
-    if (st == Terminal::ReadStatus::kEof || st == Terminal::ReadStatus::kError) return 0;
-    if (st == Terminal::ReadStatus::kTimeout) {
-      if (std::chrono::steady_clock::now() - last_input > options_.idle_timeout) {
-        spdlog::info("limit=idle_timeout account={} source={}", caller_.account_name, caller_.source_addr);
-        Err(fmt::format("\nidle for {} s; closing the session (reconnect any time)\n",
-                        std::chrono::duration_cast<std::chrono::seconds>(options_.idle_timeout).count()));
-        return 0;
-      }
-      continue;
-    }
-    last_input = std::chrono::steady_clock::now();
-    std::string echo;
-    auto events = editor.Feed(input, &echo);
-    term_.Write(echo);
-    for (const auto& ev : events) {
+    auto events = NextEvents(editor);
+    if (!events) return 0;
+    for (const auto& ev : *events) {
       if (ev.kind == LineEditor::EventKind::kEof) {
         Out("bye\n");
         return 0;

@@ -10,9 +10,12 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
+#include <vector>
 #include <string>
 
 #include "control/service.h"
+#include "sshd/line_editor.h"
 #include "sshd/terminal.h"
 
 namespace sshd {
@@ -38,6 +41,9 @@ class Lobby {
   const control::Caller& caller() const { return caller_; }
 
  private:
+  // Waits for input, feeds it to `editor` and echoes; nullopt when the
+  // session should end (client gone, or idle past the timeout, said so).
+  std::optional<std::vector<LineEditor::Event>> NextEvents(LineEditor& editor);
   // Registration dialogue for an unknown key; false if the user gave up.
   bool Register();
   // Runs one line in interactive mode; false when the session should end.
