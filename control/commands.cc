@@ -1,11 +1,13 @@
 #include "control/commands.h"
 
 #include <algorithm>
+#include <cctype>
 #include <map>
 #include <set>
 
 #include <fmt/format.h>
 
+#include "control/budget.h"
 #include "control/suggest.h"
 
 namespace control {
@@ -32,6 +34,38 @@ const std::vector<CommandSpec>& CommandSpecs() {
        "cannot be removed: add another first.",
        {}},
       {"ssh-key rename", "FINGERPRINT|COMMENT NEW-COMMENT", "change an SSH key's comment", "Renames a key.", {}},
+      {"new", "", "create a VM and wait until it answers SSH",
+       "Creates a VM from an image and starts it. Its --cpus and --memory may each be up\n"
+       "to your whole budget (VMs share it); --disk counts against the budget's disk.\n"
+       "Returns when the VM's sshd accepts connections, with its URL and ssh destination.",
+       {{"--name", "NAME", "VM name: 3-40 lowercase letters, digits, '-' (default: random)"},
+        {"--image", "IMAGE", "image to boot (default: the server's default; 'image ls' lists them)"},
+        {"--cpus", "N", "virtual CPUs"},
+        {"--memory", "SIZE", "memory, like 512M or 2G"},
+        {"--disk", "SIZE", "disk size, like 10G (it can grow later, never shrink)"},
+        {"--env", "K=V", "environment variable for login shells (repeatable)", true},
+        {"--tag", "TAG", "tag (repeatable)", true},
+        {"--setup-script", "TEXT|-", "shell script run once as root at first boot; '-' reads it from stdin (10 KiB max)"},
+        {"--no-wait", "", "return once the VM is starting, without waiting for SSH"}}},
+      {"ls", "[PATTERN]", "list your VMs", "Lists your VMs; PATTERN filters names (shell glob, like 'web-*').",
+       {{"-l", "", "long format: size, ports, image, tags"}}},
+      {"rm", "VM...", "delete VMs and their disks", "Stops and deletes each VM named, with its disk. There is no undo.", {}},
+      {"stop", "VM", "stop a VM (its disk stays)", "Shuts the VM down cleanly; 'start' boots it again.", {}},
+      {"start", "VM", "start a stopped VM", "Boots a stopped VM and waits until it answers SSH.", {}},
+      {"restart", "VM", "stop and start a VM", "Shuts the VM down cleanly and boots it again.", {}},
+      {"rename", "OLD NEW", "rename a VM", "Renames a VM; its URL and ssh destination change with it.", {}},
+      {"cp", "SRC [DST]", "clone a VM (copy-on-write)",
+       "Makes a new VM whose disk starts as a copy of SRC's. SRC is paused for the copy.", {}},
+      {"tag", "VM TAG...", "add tags to a VM (-d removes them)", "Tags are free-form labels shown by 'ls -l'.",
+       {{"-d", "", "remove the tags instead of adding them"}}},
+      {"stat", "VM", "CPU, memory and disk of a VM", "Shows what a VM uses now: CPU time, memory, disk.", {}},
+      {"resize", "VM", "change a VM's CPUs, memory or disk",
+       "Changes a VM's size. The disk only grows. CPU and memory changes apply at the next start.",
+       {{"--cpus", "N", "virtual CPUs"}, {"--memory", "SIZE", "memory"}, {"--disk", "SIZE", "disk size (grow only)"}}},
+      {"logs", "VM", "the VM's console output", "Shows the end of the VM's serial console.",
+       {{"-n", "LINES", "how many lines (default 50)"}}},
+      {"budget", "", "your budget and what your VMs use of it", "Shows the budget and the usage.", {}},
+      {"image ls", "", "list the images VMs boot from", "Lists images with their login user and web port.", {}},
       {"exit", "", "leave the lobby", "Ends the session.", {}, false},
   };
   return *specs;
@@ -68,7 +102,7 @@ std::vector<std::string> SubcommandsOf(std::string_view top) {
 struct Parsed {
   const CommandSpec* spec = nullptr;
   std::vector<std::string> args;
-  std::map<std::string, std::string> flags;
+  std::map<std::string, std::vector<std::string>> flags;
   bool json = false;
   bool help = false;
 };
@@ -145,7 +179,7 @@ Result<Parsed> Tokenize(const std::vector<std::string>& words) {
     }
     if (f->value_name.empty()) {
       if (has_value) return UsageError(fmt::format("flag {} takes no value", name));
-      p.flags[name] = "";
+      p.flags[name].push_back("");
       continue;
     }
     if (!has_value) {
@@ -154,7 +188,10 @@ Result<Parsed> Tokenize(const std::vector<std::string>& words) {
       }
       value = words[++i];
     }
-    p.flags[name] = value;
+    if (!f->repeatable && p.flags.count(name)) {
+      return UsageError(fmt::format("flag {} given twice; give it once", name));
+    }
+    p.flags[name].push_back(value);
   }
   return p;
 }
@@ -173,7 +210,53 @@ Status ArgCount(const Parsed& p, size_t min, size_t max) {
 
 std::string Flag(const Parsed& p, const std::string& name) {
   auto it = p.flags.find(name);
-  return it == p.flags.end() ? "" : it->second;
+  return it == p.flags.end() ? "" : it->second.back();
+}
+
+bool Has(const Parsed& p, const std::string& name) { return p.flags.count(name) > 0; }
+
+// Parses an optional sized flag with `parse`; the error names the flag.
+template <class F>
+Status SizeFlag(const Parsed& p, const std::string& name, F parse, std::optional<int64_t>* out) {
+  if (!Has(p, name)) return Ok{};
+  auto v = parse(Flag(p, name));
+  if (!v) return UsageError(fmt::format("{}: {}", name, v.error().message));
+  *out = *v;
+  return Ok{};
+}
+
+Status Sizes(const Parsed& p, std::optional<int64_t>* cpus, std::optional<int64_t>* mem, std::optional<int64_t>* disk) {
+  if (auto s = SizeFlag(p, "--cpus", ParseCpus, cpus); !s) return s;
+  if (auto s = SizeFlag(p, "--memory", ParseMemoryMiB, mem); !s) return s;
+  return SizeFlag(p, "--disk", ParseDiskGiB, disk);
+}
+
+Result<NewVm> ParseNew(const Parsed& p) {
+  NewVm n;
+  n.name = Flag(p, "--name");
+  n.image = Flag(p, "--image");
+  if (auto s = Sizes(p, &n.cpus, &n.memory_mib, &n.disk_gib); !s) return s.error();
+  if (auto it = p.flags.find("--env"); it != p.flags.end()) {
+    for (const auto& kv : it->second) {
+      auto eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        return UsageError(fmt::format("--env takes KEY=VALUE, not '{}'", kv));
+      }
+      std::string key = kv.substr(0, eq);
+      bool ok = std::all_of(key.begin(), key.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }) &&
+                !std::isdigit(static_cast<unsigned char>(key[0]));
+      if (!ok) return UsageError(fmt::format("--env name '{}' must be letters, digits and '_', not starting with a digit", key));
+      n.env.emplace_back(key, kv.substr(eq + 1));
+    }
+  }
+  if (auto it = p.flags.find("--tag"); it != p.flags.end()) n.tags = it->second;
+  if (Has(p, "--setup-script")) {
+    n.setup_script = Flag(p, "--setup-script");
+    n.setup_from_stdin = n.setup_script == "-";
+    if (n.setup_from_stdin) n.setup_script.clear();
+  }
+  n.no_wait = Has(p, "--no-wait");
+  return n;
 }
 
 }  // namespace
@@ -211,6 +294,55 @@ Result<Request> ParseRequest(const std::vector<std::string>& words) {
   } else if (n == "exit") {
     if (auto s = check(0, 0); !s) return s.error();
     cmd = Exit{};
+  } else if (n == "new") {
+    if (auto s = check(0, 0); !s) return s.error();
+    auto v = ParseNew(p);
+    if (!v) return v.error();
+    cmd = std::move(*v);
+  } else if (n == "ls") {
+    if (auto s = check(0, 1); !s) return s.error();
+    cmd = ListVms{p.args.empty() ? "" : p.args[0], Has(p, "-l")};
+  } else if (n == "rm") {
+    if (auto s = check(1, 100); !s) return s.error();
+    cmd = RemoveVms{p.args};
+  } else if (n == "stop" || n == "start" || n == "restart" || n == "stat") {
+    if (auto s = check(1, 1); !s) return s.error();
+    if (n == "stop") cmd = StopVm{p.args[0]};
+    if (n == "start") cmd = StartVm{p.args[0]};
+    if (n == "restart") cmd = RestartVm{p.args[0]};
+    if (n == "stat") cmd = StatVm{p.args[0]};
+  } else if (n == "rename") {
+    if (auto s = check(2, 2); !s) return s.error();
+    cmd = RenameVm{p.args[0], p.args[1]};
+  } else if (n == "cp") {
+    if (auto s = check(1, 2); !s) return s.error();
+    cmd = CopyVm{p.args[0], p.args.size() > 1 ? p.args[1] : ""};
+  } else if (n == "tag") {
+    if (auto s = check(2, 100); !s) return s.error();
+    cmd = TagVm{p.args[0], std::vector<std::string>(p.args.begin() + 1, p.args.end()), Has(p, "-d")};
+  } else if (n == "resize") {
+    if (auto s = check(1, 1); !s) return s.error();
+    ResizeVm r{p.args[0]};
+    if (auto s = Sizes(p, &r.cpus, &r.memory_mib, &r.disk_gib); !s) return s.error();
+    if (!r.cpus && !r.memory_mib && !r.disk_gib) {
+      return UsageError("resize needs at least one of --cpus, --memory, --disk");
+    }
+    cmd = r;
+  } else if (n == "logs") {
+    if (auto s = check(1, 1); !s) return s.error();
+    VmLogs l{p.args[0]};
+    if (Has(p, "-n")) {
+      auto v = ParseCount(Flag(p, "-n"), 1, 10000, "-n");
+      if (!v) return UsageError(v.error().message);
+      l.lines = *v;
+    }
+    cmd = l;
+  } else if (n == "budget") {
+    if (auto s = check(0, 0); !s) return s.error();
+    cmd = ShowBudget{};
+  } else if (n == "image ls") {
+    if (auto s = check(0, 0); !s) return s.error();
+    cmd = ListImages{};
   } else {
     return InternalError("command '" + n + "' has a spec but no parser");  // a bug: every spec is parsed above
   }

@@ -4,6 +4,7 @@
 // a command means the same wherever it is typed. Pure; thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <variant>
@@ -25,7 +26,35 @@ struct SshKeyRename { std::string which; std::string comment; };
 struct Register { std::string name; std::string invite; };
 struct Exit {};
 
-using Command = std::variant<Help, Whoami, SshKeyList, SshKeyAdd, SshKeyRemove, SshKeyRename, Register, Exit>;
+// VM commands. Sizes are parsed here, so a bad value is a usage error before
+// anything runs; unset optionals take the configured defaults.
+struct NewVm {
+  std::string name;   // empty: a readable random name
+  std::string image;  // empty: the default image
+  std::optional<int64_t> cpus, memory_mib, disk_gib;
+  std::vector<std::pair<std::string, std::string>> env;
+  std::vector<std::string> tags;
+  std::string setup_script;   // the script itself
+  bool setup_from_stdin = false;  // --setup-script -
+  bool no_wait = false;
+};
+struct ListVms { std::string pattern; bool long_format = false; };
+struct RemoveVms { std::vector<std::string> names; };
+struct StopVm { std::string name; };
+struct StartVm { std::string name; };
+struct RestartVm { std::string name; };
+struct RenameVm { std::string from, to; };
+struct CopyVm { std::string from, to; };  // to empty: a random name
+struct TagVm { std::string name; std::vector<std::string> tags; bool remove = false; };
+struct StatVm { std::string name; };
+struct ResizeVm { std::string name; std::optional<int64_t> cpus, memory_mib, disk_gib; };
+struct VmLogs { std::string name; int64_t lines = 50; };
+struct ShowBudget {};
+struct ListImages {};
+
+using Command = std::variant<Help, Whoami, SshKeyList, SshKeyAdd, SshKeyRemove, SshKeyRename, Register, Exit, NewVm,
+                             ListVms, RemoveVms, StopVm, StartVm, RestartVm, RenameVm, CopyVm, TagVm, StatVm, ResizeVm,
+                             VmLogs, ShowBudget, ListImages>;
 
 struct Request {
   Command command;
@@ -36,6 +65,7 @@ struct FlagSpec {
   std::string name;        // "--comment"
   std::string value_name;  // "TEXT"; empty for a boolean flag
   std::string help;
+  bool repeatable = false;
 };
 
 struct CommandSpec {

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "control/argsplit.h"
+#include "control/edge.h"
 #include "control/budget.h"
 #include "control/names.h"
 #include "control/pubkey.h"
@@ -38,25 +39,6 @@ std::string_view RegistrationName(Registration r) {
 
 namespace {
 
-// Turns what the database layer throws into the one error type, at the edge.
-template <class F>
-auto Guarded(const char* what, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const db::Unavailable& e) {
-    spdlog::error("op={} db unavailable: {}", what, e.what());
-    return InternalError("the database is unavailable right now; try again in a minute");
-  } catch (const pqxx::broken_connection& e) {
-    spdlog::error("op={} db connection lost: {}", what, e.what());
-    return InternalError("the database connection was lost; try again");
-  } catch (const std::exception& e) {
-    spdlog::error("op={} internal error: {}", what, e.what());
-    return InternalError(fmt::format("internal error during {}; it has been logged, try again", what));
-  }
-}
-
-std::string Dump(const json& j) { return j.dump(2) + "\n"; }
-
 json KeyJson(const db::SshKey& k) {
   return {{"fingerprint", k.fingerprint},
           {"comment", k.comment},
@@ -64,15 +46,6 @@ json KeyJson(const db::SshKey& k) {
           {"public_key", k.public_key},
           {"added_at", k.added_at},
           {"last_used_at", k.last_used_at.empty() ? json(nullptr) : json(k.last_used_at)}};
-}
-
-json ResourcesJson(int64_t cpus, int64_t mem, int64_t disk, int64_t vms) {
-  return {{"cpus", cpus}, {"memory_mib", mem}, {"disk_gib", disk}, {"vms", vms}};
-}
-
-std::string ResourcesText(int64_t cpus, int64_t mem, int64_t disk, int64_t vms) {
-  return fmt::format("{} CPU{}, {} memory, {} disk, {} VM{}", cpus, cpus == 1 ? "" : "s", FormatMiB(mem),
-                     FormatGiB(disk), vms, vms == 1 ? "" : "s");
 }
 
 // Finds one of the account's keys by fingerprint (with or without the
@@ -93,7 +66,8 @@ bool Mentions(const pqxx::sql_error& e, std::string_view constraint) {
 
 }  // namespace
 
-Service::Service(db::Pool& pool, ServiceConfig config) : pool_(pool), config_(std::move(config)) {}
+Service::Service(db::Pool& pool, ServiceConfig config, vmm::Host* host, vmm::VmLocks* locks)
+    : pool_(pool), config_(std::move(config)), host_(host), locks_(locks ? locks : &own_locks_) {}
 
 Result<Caller> Service::Identify(const std::string& fingerprint, const std::string& public_key,
                                  const std::string& source_addr) {
@@ -122,23 +96,25 @@ std::string Service::NotRegisteredMessage(const Caller& caller) const {
                      config_.ssh_hint, config_.registration == Registration::kInvite ? " --invite CODE" : "");
 }
 
-Reply Service::ExecuteLine(Caller& caller, std::string_view line, const StdinReader& read_stdin) {
+Reply Service::ExecuteLine(Caller& caller, std::string_view line, const StdinReader& read_stdin,
+                           const Progress& progress) {
   auto words = SplitArgs(line);
   if (!words) return {"", words.error().message + "\n", ExitCode(words.error()), false};
   auto req = ParseRequest(*words);
   if (!req) return {"", req.error().message + "\n", ExitCode(req.error()), false};
-  return Execute(caller, *req, read_stdin);
+  return Execute(caller, *req, read_stdin, progress);
 }
 
-Reply Service::Execute(Caller& caller, const Request& request, const StdinReader& read_stdin) {
+Reply Service::Execute(Caller& caller, const Request& request, const StdinReader& read_stdin,
+                       const Progress& progress) {
   bool end = false;
-  auto r = Run(caller, request, read_stdin, &end);
+  auto r = Run(caller, request, read_stdin, progress, &end);
   if (!r) return {"", r.error().message + "\n", ExitCode(r.error()), false};
   return {r.value(), "", 0, end};
 }
 
 Result<std::string> Service::Run(Caller& caller, const Request& req, const StdinReader& read_stdin,
-                                 bool* end_session) {
+                                 const Progress& progress, bool* end_session) {
   const Command& c = req.command;
   if (auto* h = std::get_if<Help>(&c)) return DoHelp(*h, req.json);
   if (std::holds_alternative<Exit>(c)) {
@@ -152,6 +128,30 @@ Result<std::string> Service::Run(Caller& caller, const Request& req, const Stdin
   if (auto* a = std::get_if<SshKeyAdd>(&c)) return DoKeyAdd(caller, *a, read_stdin, req.json);
   if (auto* r = std::get_if<SshKeyRemove>(&c)) return DoKeyRemove(caller, *r, req.json);
   if (auto* r = std::get_if<SshKeyRename>(&c)) return DoKeyRename(caller, *r, req.json);
+  return RunVmCommand(caller, req, read_stdin, progress);
+}
+
+Result<std::string> Service::RunVmCommand(const Caller& caller, const Request& req, const StdinReader& read_stdin,
+                                          const Progress& progress) {
+  const Command& c = req.command;
+  if (std::holds_alternative<ShowBudget>(c)) return DoBudget(caller, req.json);
+  if (!host_) {
+    return InternalError("this exed runs no VMs" +
+                         (config_.no_vms_reason.empty() ? std::string() : ": " + config_.no_vms_reason));
+  }
+  if (auto* n = std::get_if<NewVm>(&c)) return DoNew(caller, *n, read_stdin, progress, req.json);
+  if (auto* l = std::get_if<ListVms>(&c)) return DoList(caller, *l, req.json);
+  if (auto* r = std::get_if<RemoveVms>(&c)) return DoRemove(caller, *r, req.json);
+  if (auto* s = std::get_if<StopVm>(&c)) return DoPower(caller, s->name, true, false, progress, req.json);
+  if (auto* s = std::get_if<StartVm>(&c)) return DoPower(caller, s->name, false, true, progress, req.json);
+  if (auto* s = std::get_if<RestartVm>(&c)) return DoPower(caller, s->name, true, true, progress, req.json);
+  if (auto* r = std::get_if<RenameVm>(&c)) return DoRename(caller, *r, req.json);
+  if (auto* p = std::get_if<CopyVm>(&c)) return DoCopy(caller, *p, progress, req.json);
+  if (auto* t = std::get_if<TagVm>(&c)) return DoTag(caller, *t, req.json);
+  if (auto* s = std::get_if<StatVm>(&c)) return DoStat(caller, *s, req.json);
+  if (auto* r = std::get_if<ResizeVm>(&c)) return DoResize(caller, *r, req.json);
+  if (auto* l = std::get_if<VmLogs>(&c)) return DoLogs(caller, *l, req.json);
+  if (std::holds_alternative<ListImages>(c)) return DoImages(req.json);
   return InternalError("command not implemented");  // a bug: every Command alternative is handled above
 }
 

@@ -7,6 +7,7 @@
 // own thread, never from an event loop.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -17,6 +18,9 @@
 #include "control/result.h"
 #include "db/accounts.h"
 #include "db/pool.h"
+#include "db/vms.h"
+#include "vmm/busy.h"
+#include "vmm/host.h"
 
 namespace control {
 
@@ -30,6 +34,17 @@ struct ServiceConfig {
   int64_t registrations_per_hour = 10;   // per source address
   std::string ssh_hint = "ssh -p 2222 localhost";  // how users reach the lobby
   int64_t history_keep = 500;            // lobby lines kept per account
+  // VMs
+  std::string default_image = "debian";
+  int64_t vm_cpus = 1;          // defaults of `new`, capped by the budget
+  int64_t vm_memory_mib = 1024;
+  int64_t vm_disk_gib = 10;
+  std::string domain = "exe.localhost";
+  int https_port = 8443;
+  std::string ssh_host = "localhost";
+  int ssh_port = 2222;
+  std::chrono::seconds boot_timeout{180};
+  std::string no_vms_reason;  // why VM commands cannot work here, if they cannot
 };
 
 // Who is asking. The front fills it from the authenticated connection.
@@ -50,10 +65,13 @@ struct Reply {
 
 // Reads the caller's stdin to EOF (for "ssh-key add < key.pub").
 using StdinReader = std::function<Result<std::string>()>;
+// Steps of long commands (`new`); returning false means the client is gone.
+using Progress = vmm::Progress;
 
 class Service {
  public:
-  Service(db::Pool& pool, ServiceConfig config);
+  // `host` may be null in tests of account logic; VM commands then fail.
+  Service(db::Pool& pool, ServiceConfig config, vmm::Host* host = nullptr, vmm::VmLocks* locks = nullptr);
 
   const ServiceConfig& config() const { return config_; }
 
@@ -63,9 +81,11 @@ class Service {
                           const std::string& source_addr);
 
   // Splits, parses and runs one line. Never throws.
-  Reply ExecuteLine(Caller& caller, std::string_view line, const StdinReader& read_stdin);
+  Reply ExecuteLine(Caller& caller, std::string_view line, const StdinReader& read_stdin,
+                    const Progress& progress = {});
   // Runs a parsed request. Register updates `caller`. Never throws.
-  Reply Execute(Caller& caller, const Request& request, const StdinReader& read_stdin);
+  Reply Execute(Caller& caller, const Request& request, const StdinReader& read_stdin,
+                const Progress& progress = {});
 
   // What an unregistered key is told when it tries a command.
   std::string NotRegisteredMessage(const Caller& caller) const;
@@ -74,7 +94,32 @@ class Service {
   void AppendHistory(int64_t account_id, const std::string& line);
 
  private:
-  Result<std::string> Run(Caller& caller, const Request& req, const StdinReader& read_stdin, bool* end_session);
+  Result<std::string> Run(Caller& caller, const Request& req, const StdinReader& read_stdin,
+                          const Progress& progress, bool* end_session);
+  // VM commands (vms.cc).
+  Result<std::string> RunVmCommand(const Caller& caller, const Request& req, const StdinReader& read_stdin,
+                                   const Progress& progress);
+  Result<std::string> DoNew(const Caller& caller, const NewVm& c, const StdinReader& read_stdin,
+                            const Progress& progress, bool json);
+  Result<std::string> DoList(const Caller& caller, const ListVms& c, bool json);
+  Result<std::string> DoRemove(const Caller& caller, const RemoveVms& c, bool json);
+  Result<std::string> DoPower(const Caller& caller, const std::string& name, bool stop, bool start,
+                              const Progress& progress, bool json);
+  Result<std::string> DoRename(const Caller& caller, const RenameVm& c, bool json);
+  Result<std::string> DoCopy(const Caller& caller, const CopyVm& c, const Progress& progress, bool json);
+  Result<std::string> DoTag(const Caller& caller, const TagVm& c, bool json);
+  Result<std::string> DoStat(const Caller& caller, const StatVm& c, bool json);
+  Result<std::string> DoResize(const Caller& caller, const ResizeVm& c, bool json);
+  Result<std::string> DoLogs(const Caller& caller, const VmLogs& c, bool json);
+  Result<std::string> DoBudget(const Caller& caller, bool json);
+  Result<std::string> DoImages(bool json);
+  // Inserts the row (budget checked under the account's row lock), boots it,
+  // and removes every trace again if the boot fails or the client leaves.
+  Result<db::Vm> CreateVm(const Caller& caller, db::Vm row, const std::string& clone_from, const Progress& progress,
+                          bool wait);
+  Result<db::Vm> OwnedVm(const Caller& caller, const std::string& name);
+  vmm::VmDef DefOf(const db::Vm& vm) const;
+  std::string VmJson(const db::Vm& vm) const;
   Result<std::string> DoHelp(const Help& c, bool json);
   Result<std::string> DoWhoami(const Caller& caller, bool json);
   Result<std::string> DoRegister(Caller& caller, const Register& c, bool json);
@@ -85,6 +130,9 @@ class Service {
 
   db::Pool& pool_;
   const ServiceConfig config_;
+  vmm::Host* host_;
+  vmm::VmLocks own_locks_;
+  vmm::VmLocks* locks_;
 };
 
 }  // namespace control

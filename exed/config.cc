@@ -119,6 +119,40 @@ const std::vector<Key>& Keys() {
              [](Config& c, int64_t n) { c.limits.max_sessions_per_account = int(n); })},
       {"max_line_bytes", "longest lobby command line (4096)",
        IntFn("max_line_bytes", 64, 1 << 20, [](Config& c, int64_t n) { c.limits.max_line_bytes = size_t(n); })},
+      {"accel", "VM accelerator: auto (KVM when the CPU has vmx/svm), kvm or tcg",
+       [](Config& c, const std::string& v) -> Status {
+         if (v != "auto" && v != "kvm" && v != "tcg") return InvalidError("config accel must be auto, kvm or tcg");
+         c.accel = v;
+         return control::Ok{};
+       }},
+      {"images_dir", "where guest images live (STATE_DIR/images, or its runtime dir)", StrKey(&Config::images_dir)},
+      {"qemu_binary", "QEMU to run (qemu-system-x86_64)", StrKey(&Config::qemu_binary)},
+      {"default_image", "image of 'new' without --image (debian)",
+       [](Config& c, const std::string& v) -> Status {
+         c.service.default_image = v;
+         return control::Ok{};
+       }},
+      {"vm_cpus", "CPUs of 'new' without --cpus (1)",
+       IntFn("vm_cpus", 1, 1024, [](Config& c, int64_t n) { c.service.vm_cpus = n; })},
+      {"vm_memory", "memory of 'new' without --memory (1G)",
+       [](Config& c, const std::string& v) -> Status {
+         auto m = control::ParseMemoryMiB(v);
+         if (!m) return InvalidError("config vm_memory: " + m.error().message);
+         c.service.vm_memory_mib = *m;
+         return control::Ok{};
+       }},
+      {"vm_disk", "disk of 'new' without --disk (10G)",
+       [](Config& c, const std::string& v) -> Status {
+         auto d = control::ParseDiskGiB(v);
+         if (!d) return InvalidError("config vm_disk: " + d.error().message);
+         c.service.vm_disk_gib = *d;
+         return control::Ok{};
+       }},
+      {"boot_timeout_seconds", "how long 'new' and 'start' wait for the guest's sshd (180)",
+       IntFn("boot_timeout_seconds", 5, 3600,
+             [](Config& c, int64_t n) { c.service.boot_timeout = std::chrono::seconds(n); })},
+      {"reconcile_seconds", "how often running VMs are checked against the database (10)",
+       IntKey("reconcile_seconds", 1, 3600, &Config::reconcile_seconds)},
       {"idle_timeout_seconds", "lobby session without input (900)",
        IntFn("idle_timeout_seconds", 1, 86400 * 7, [](Config& c, int64_t n) { c.limits.idle_timeout = seconds(n); })},
   };
@@ -189,6 +223,10 @@ Result<Config> LoadConfig(const std::string& file_path, const EnvLookup& env,
     if (!s) return s.error();
   }
   c.service.ssh_hint = c.SshHint();
+  c.service.domain = c.domain;
+  c.service.https_port = c.https_port;
+  c.service.ssh_host = c.ssh_host;
+  c.service.ssh_port = c.ssh_port;
   return c;
 }
 

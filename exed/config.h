@@ -25,6 +25,11 @@ struct Config {
   std::string database_url;
   size_t db_pool_size = 16;
   std::string log_level = "info";
+  std::string accel = "auto";      // auto | kvm | tcg
+  std::string images_dir;          // default RUNTIME_DIR/images
+  std::string runtime_dir;         // resolved at start (vmm/runtime_dir.h), not configured
+  std::string qemu_binary = "qemu-system-x86_64";
+  int reconcile_seconds = 10;
   control::ServiceConfig service;
   sshd::Limits limits;
 

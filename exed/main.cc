@@ -21,6 +21,10 @@
 #include "db/pool.h"
 #include "exed/config.h"
 #include "sshd/server.h"
+#include "vmm/host_impl.h"
+#include "vmm/images.h"
+#include "vmm/reconciler.h"
+#include "vmm/runtime_dir.h"
 
 namespace {
 
@@ -31,6 +35,8 @@ constexpr const char* kUsage =
     "  serve            run the SSH front (applies migrations first)\n"
     "  migrate          apply database migrations and exit\n"
     "  admin ...        operator commands: accounts, budgets, invites, audit ('exed admin --help')\n"
+    "  image build NAME build guest image NAME (tiny or debian) into the images directory\n"
+    "  image ls         list built images\n"
     "  version          print the version\n"
     "\n"
     "Configuration comes from embedded defaults, then FILE (or $EXED_CONFIG), then\n"
@@ -68,6 +74,64 @@ int Migrate(const exed::Config& cfg, bool quiet) {
   }
 }
 
+// VM files and images go where the unprivileged VM user can reach them.
+void ResolveVmDirs(exed::Config* cfg) {
+  std::filesystem::create_directories(cfg->state_dir);
+  cfg->runtime_dir = vmm::ResolveRuntimeDir(cfg->state_dir, "exed");
+  if (cfg->images_dir.empty()) cfg->images_dir = cfg->runtime_dir + "/images";
+}
+
+vmm::HostConfig HostConfigOf(const exed::Config& cfg) {
+  vmm::HostConfig h;
+  h.state_dir = cfg.runtime_dir;
+  h.images_dir = cfg.images_dir;
+  h.qemu_binary = cfg.qemu_binary;
+  h.accel_override = cfg.accel == "auto" ? "" : cfg.accel;
+  h.boot_timeout = cfg.service.boot_timeout;
+  return h;
+}
+
+control::Result<std::unique_ptr<vmm::HostImpl>> MakeHost(const exed::Config& cfg) {
+  return vmm::HostImpl::Make(HostConfigOf(cfg));
+}
+
+// `exed image build NAME` / `exed image ls`.
+int Image(const exed::Config& cfg, const std::vector<std::string>& args) {
+  if (args.empty() || args[0] == "--help") {
+    std::cout << "usage: exed image build NAME [--if-missing]   (NAME: tiny or debian)\n       exed image ls\n";
+    return args.empty() ? 2 : 0;
+  }
+  if (args[0] == "ls") {
+    auto images = vmm::ListImages(cfg.images_dir);
+    for (const auto& i : images) std::cout << i.name << "  " << i.dir << "  built " << i.built_at << "\n";
+    if (images.empty()) std::cout << "no images in " << cfg.images_dir << "; build one with 'exed image build tiny'\n";
+    return 0;
+  }
+  bool if_missing = args.size() == 3 && args[2] == "--if-missing";
+  if (args[0] == "build" && (args.size() == 2 || if_missing)) {
+    const std::string& name = args[1];
+    if (if_missing && vmm::LoadImage(cfg.images_dir, name)) return 0;
+    if (name != "tiny" && name != "debian") return Fail("unknown image '" + name + "'; the recipes are tiny and debian", 2);
+    std::filesystem::create_directories(cfg.images_dir);
+    std::string out = cfg.images_dir + "/" + name;
+    std::string cmd = std::string(EXED_SOURCE_DIR) + "/ops/images/build " + name + " '" + out + ".tmp'";
+    std::cerr << "building image " << name << " into " << out << "\n";
+    std::filesystem::remove_all(out + ".tmp");
+    if (std::system(cmd.c_str()) != 0) {
+      std::filesystem::remove_all(out + ".tmp");
+      return Fail("building image " + name + " failed (see above); nothing was changed");
+    }
+    // Swap in whole: VMs of the old image keep their files (their disks name the
+    // old base by path, so it stays until no VM uses it).
+    std::string old = out + ".old-" + std::to_string(::time(nullptr));
+    if (std::filesystem::exists(out)) std::filesystem::rename(out, old);
+    std::filesystem::rename(out + ".tmp", out);
+    std::cout << "image " << name << " is ready in " << out << "\n";
+    return 0;
+  }
+  return Fail("usage: exed image build NAME | exed image ls", 2);
+}
+
 int Serve(const exed::Config& cfg) {
   // Signals are taken by one thread with sigwait, so no handler runs inside
   // libssh or libpq. Blocked before any thread starts (the server's watchdog
@@ -87,8 +151,22 @@ int Serve(const exed::Config& cfg) {
   shown.ssh_port = server.port();
   control::ServiceConfig service_cfg = cfg.service;
   service_cfg.ssh_hint = shown.SshHint();
+  service_cfg.ssh_port = server.port();
   db::Pool pool(cfg.database_url, cfg.db_pool_size);
-  control::Service service(pool, service_cfg);
+  vmm::VmLocks locks;
+  auto host = MakeHost(cfg);
+  std::unique_ptr<vmm::Reconciler> reconciler;
+  if (host) {
+    reconciler = std::make_unique<vmm::Reconciler>(pool, **host, locks, std::chrono::seconds(cfg.reconcile_seconds));
+    auto first = reconciler->RunOnce();  // re-attach before anyone can ask about a VM
+    spdlog::info("event=reconciled attached={} restarted={} failed={} undone={} strays={}", first.attached,
+                 first.restarted, first.failed, first.undone, first.strays);
+    reconciler->Start();
+  } else {
+    spdlog::error("event=no-vms reason=\"{}\"", host.error().message);
+    service_cfg.no_vms_reason = host.error().message;
+  }
+  control::Service service(pool, service_cfg, host ? host->get() : nullptr, &locks);
 
   std::thread signals([&] {
     int sig = 0;
@@ -151,6 +229,8 @@ int main(int argc, char** argv) {
   if (!cfg) return Fail(cfg.error().message, 2);
   SetUpLogging(*cfg);
   signal(SIGPIPE, SIG_IGN);
+  ResolveVmDirs(&*cfg);
+  if (command == "image") return Image(*cfg, rest);
   if (command != "serve" && command != "migrate" && command != "admin") {
     return Fail("unknown command '" + command + "'; try 'exed --help'", 2);
   }

@@ -72,7 +72,7 @@ int Lobby::RunOneShot(const std::string& command_line) {
                     options_.max_line_bytes));
     return 2;
   }
-  auto reply = service_.ExecuteLine(caller_, command_line, [this] { return ReadStdin(); });
+  auto reply = service_.ExecuteLine(caller_, command_line, [this] { return ReadStdin(); }, ProgressFn());
   if (!reply.out.empty()) Out(reply.out);
   if (!reply.err.empty()) Err(reply.err);
   return reply.exit_code;
@@ -110,6 +110,18 @@ int Lobby::RunPlain() {
       return 1;
     }
   }
+}
+
+control::Progress Lobby::ProgressFn() {
+  auto t0 = std::chrono::steady_clock::now();
+  return [this, t0](std::string_view step) {
+    // Steps are shown on a terminal only: piped output stays parseable.
+    if (pty_ && !step.empty()) {
+      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      term_.WriteErr(Crlf(fmt::format("{:>6.1f}s  {}\n", s, step)));
+    }
+    return term_.Alive();
+  };
 }
 
 std::string Lobby::Prompt() const {
@@ -213,7 +225,7 @@ bool Lobby::Register() {
 bool Lobby::RunLine(const std::string& line) {
   if (line.find_first_not_of(" \t") == std::string::npos) return true;
   if (caller_.account_id) service_.AppendHistory(*caller_.account_id, line);
-  auto reply = service_.ExecuteLine(caller_, line, [this] { return ReadStdin(); });
+  auto reply = service_.ExecuteLine(caller_, line, [this] { return ReadStdin(); }, ProgressFn());
   if (!reply.out.empty()) Out(reply.out);
   if (!reply.err.empty()) Err(reply.err);
   return !reply.end_session;

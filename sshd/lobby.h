@@ -53,6 +53,9 @@ class Lobby {
   void Err(std::string_view s);
   std::vector<std::string> Complete(std::string_view before_cursor) const;
   std::string Prompt() const;
+  // Shows the steps of long commands on a terminal, and tells the service
+  // whether the client is still there.
+  control::Progress ProgressFn();
 
   control::Service& service_;
   Terminal& term_;

@@ -26,6 +26,13 @@ bool WriteAll(ssh_channel c, std::string_view data, bool err) {
 }
 }  // namespace
 
+bool ChannelTerminal::Alive() {
+  // Polling processes pending packets (so a close is noticed) without
+  // consuming channel data; EOF on stdin is not "gone".
+  if (ssh_channel_poll_timeout(channel_, 0, 0) == SSH_ERROR) return false;
+  return ssh_channel_is_open(channel_) && !ssh_channel_is_closed(channel_);
+}
+
 bool ChannelTerminal::Write(std::string_view data) { return WriteAll(channel_, data, false); }
 bool ChannelTerminal::WriteErr(std::string_view data) { return WriteAll(channel_, data, true); }
 

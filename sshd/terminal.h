@@ -19,6 +19,8 @@ class Terminal {
   virtual ReadStatus Read(std::string* out, std::chrono::milliseconds timeout) = 0;
   virtual bool Write(std::string_view data) = 0;
   virtual bool WriteErr(std::string_view data) = 0;
+  // False once the client has gone (closed the channel or the connection).
+  virtual bool Alive() = 0;
 };
 
 class ChannelTerminal : public Terminal {
@@ -27,6 +29,7 @@ class ChannelTerminal : public Terminal {
   ReadStatus Read(std::string* out, std::chrono::milliseconds timeout) override;
   bool Write(std::string_view data) override;
   bool WriteErr(std::string_view data) override;
+  bool Alive() override;
 
  private:
   ssh_channel channel_;  // not owned

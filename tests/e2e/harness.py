@@ -5,6 +5,7 @@ Nothing here is faked: each Exed is the built binary, each ssh is
 /usr/bin/ssh. Tests wait on conditions (a port answering, output appearing),
 never on fixed sleeps alone.
 """
+import atexit
 import json
 import os
 import re
@@ -57,6 +58,7 @@ class Exed:
     def __init__(self, pg, db_name, settings=None):
         self.db_url = pg.fresh_database(db_name)
         self.state = tempfile.mkdtemp(prefix="exed-e2e-state-")
+        os.chmod(self.state, 0o755)  # the VM user must reach VM files here (else they move; see vmm/runtime_dir.h)
         self.settings = dict(settings or {})
         self.proc = None
         self.port = None
@@ -115,6 +117,11 @@ class Exed:
         shutil.rmtree(self.state, ignore_errors=True)
 
 
+def images_dir():
+    """Guest images built once for the test run (the `vm_images` CTest fixture)."""
+    return os.environ.get("EXED_IMAGES_DIR", os.path.join(BUILD, "test-images"))
+
+
 class Key:
     """An ed25519 (or other) key pair made by ssh-keygen in a temp dir."""
 
@@ -129,6 +136,7 @@ class Key:
             self.public = f.read().strip()
         self.fingerprint = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", self.path + ".pub"],
                                           check=True, capture_output=True, text=True).stdout.split()[1]
+        atexit.register(shutil.rmtree, self.dir, True)
 
 
 def ssh_args(exed, key=None, extra=(), known_hosts="/dev/null", strict="no", log_level="ERROR"):

@@ -1,0 +1,48 @@
+#include "vmm/console.h"
+
+#include <algorithm>
+#include <fstream>
+
+namespace vmm {
+
+std::vector<std::string> AnnouncedHostKeys(std::string_view console) {
+  std::vector<std::string> out;
+  constexpr std::string_view kMarker = "exed-hostkey: ";
+  size_t pos = 0;
+  while ((pos = console.find(kMarker, pos)) != std::string_view::npos) {
+    // Only at the start of a line: a guest program echoing the marker mid-line is not the init.
+    bool line_start = pos == 0 || console[pos - 1] == '\n';
+    size_t end = console.find_first_of("\r\n", pos);
+    if (end == std::string_view::npos) break;  // incomplete line: not yet fully written
+    std::string_view line = console.substr(pos + kMarker.size(), end - pos - kMarker.size());
+    size_t space = line.find(' ');
+    if (line_start && space != std::string_view::npos && line.find(' ', space + 1) == std::string_view::npos) {
+      std::string key(line);
+      auto it = std::find_if(out.begin(), out.end(),
+                             [&](const std::string& k) { return k.substr(0, k.find(' ')) == key.substr(0, space); });
+      if (it != out.end()) out.erase(it);
+      out.push_back(key);
+    }
+    pos = end;
+  }
+  return out;
+}
+
+std::string TailFile(const std::string& path, size_t n, size_t max_bytes) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return "";
+  auto size = static_cast<size_t>(in.tellg());
+  size_t from = size > max_bytes ? size - max_bytes : 0;
+  in.seekg(static_cast<std::streamoff>(from));
+  std::string data(size - from, '\0');
+  in.read(data.data(), static_cast<std::streamsize>(data.size()));
+  if (from > 0) data.erase(0, data.find('\n') + 1);  // the first line read is cut: drop it
+  size_t cut = data.size();
+  if (!data.empty() && data.back() == '\n') --cut;
+  for (size_t lines = 0; cut > 0; --cut) {
+    if (data[cut - 1] == '\n' && ++lines == n) break;
+  }
+  return data.substr(cut);
+}
+
+}  // namespace vmm

@@ -1,0 +1,407 @@
+#include "vmm/host_impl.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "vmm/console.h"
+#include "vmm/disk.h"
+#include "vmm/guest_ssh.h"
+#include "vmm/launcher.h"
+#include "vmm/network.h"
+#include "vmm/qemu_args.h"
+#include "vmm/qmp.h"
+#include "vmm/tar_writer.h"
+
+namespace vmm {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using control::InternalError;
+using control::Result;
+using control::Status;
+
+namespace {
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool Step(const Progress& p, std::string_view s) { return !p || p(s); }
+
+}  // namespace
+
+Status HostImpl::GuardHostLoopback() {
+  // passt makes a guest's outbound connections as the VM user. With
+  // --no-map-gw it does not map the gateway to the host, but a guest with
+  // root can still route 127.0.0.1 to its NIC, and passt connects to local
+  // addresses as asked. So: that user may open no new connection to any
+  // address of this host. Replies on the forwarded ports are established
+  // connections and pass. exed itself runs as another user (root).
+  std::string rules = fmt::format(
+      "table inet exed_guard\ndelete table inet exed_guard\n"
+      "table inet exed_guard {{\n"
+      "  chain output {{\n"
+      "    type filter hook output priority 0; policy accept;\n"
+      "    meta skuid {} fib daddr type local ct state new reject\n"
+      "  }}\n"
+      "}}\n",
+      run_as_->uid);
+  std::string path = config_.state_dir + "/guard.nft";
+  std::ofstream(path) << rules;
+  auto r = RunCommand({"nft", "-f", path});
+  if (!r) {
+    return InternalError("cannot keep guests away from this host's loopback services (nftables): " +
+                         r.error().message);
+  }
+  spdlog::info("event=loopback-guard uid={}", run_as_->uid);
+  return control::Ok{};
+}
+
+Status HostImpl::OwnForGuest(const std::string& path) {
+  // QEMU and passt run as the unprivileged user: they create sockets and the
+  // console log in the VM's directory and write its disk.
+  if (!run_as_) return control::Ok{};
+  if (::chown(path.c_str(), run_as_->uid, run_as_->gid) != 0) {
+    return InternalError(fmt::format("cannot hand {} to user {}: {}", path, config_.run_as, std::strerror(errno)));
+  }
+  return control::Ok{};
+}
+
+namespace {
+
+std::string Ed25519Of(const std::vector<std::string>& keys) {
+  for (const auto& k : keys) {
+    if (k.rfind("ssh-ed25519 ", 0) == 0) return k;
+  }
+  return "";
+}
+
+}  // namespace
+
+Result<std::unique_ptr<HostImpl>> HostImpl::Make(HostConfig config) {
+  auto cg = DetectCgroups(ReadFile("/proc/mounts"), "", config.cgroup_parent);
+  if (!cg) return cg.error();
+  Accel accel = DetectAccel(config.accel_override);
+  std::unique_ptr<HostImpl> h(new HostImpl(std::move(config), std::move(accel), std::move(*cg)));
+  if (::geteuid() == 0) {
+    auto who = LookupUser(h->config_.run_as);
+    if (!who) return control::InternalError("VMs run as user '" + h->config_.run_as + "': " + who.error().message +
+                                            "; ops/setup creates it");
+    h->run_as_ = *who;
+    if (auto g = h->GuardHostLoopback(); !g) return g.error();
+  }
+  auto pub = EnsureGatewayKey(h->config_.state_dir + "/gateway", &h->gateway_key_);
+  if (!pub) return pub.error();
+  h->gateway_pub_ = *pub;
+  std::error_code ec;
+  fs::create_directories(h->config_.state_dir + "/vms", ec);
+  spdlog::info("event=vm-host accel={} why=\"{}\" cgroups={}", h->accel_.name, h->accel_.why, h->cgroups_->version());
+  return h;
+}
+
+HostImpl::HostImpl(HostConfig config, Accel accel, std::unique_ptr<CgroupHost> cgroups)
+    : config_(std::move(config)), accel_(std::move(accel)), cgroups_(std::move(cgroups)) {}
+
+std::string HostImpl::VmDir(const VmDef& vm) const {
+  return config_.state_dir + "/vms/" + std::to_string(vm.id);
+}
+
+std::vector<Image> HostImpl::Images() { return ListImages(config_.images_dir); }
+
+Result<Image> HostImpl::FindImage(const std::string& name) { return LoadImage(config_.images_dir, name); }
+
+Status HostImpl::SetAccountLimits(const std::string& account, int64_t cpus, int64_t memory_mib) {
+  return cgroups_->EnsureAccount(account, {cpus, memory_mib, 0});
+}
+
+Status HostImpl::WriteConfigDisk(const VmDef& vm, const Image& image) {
+  std::string env;
+  for (const auto& [k, v] : vm.env) env += k + "=" + v + "\n";
+  std::vector<TarFile> files = {{"exed/hostname", vm.name + "\n"},
+                                {"exed/authorized_keys", gateway_pub_ + "\n"},
+                                {"exed/env", env},
+                                {"exed/user", image.user + "\n"}};
+  if (!vm.setup_script.empty()) files.push_back({"exed/setup.sh", vm.setup_script, 0755});
+  auto tar = MakeTar(files);
+  if (!tar) return tar.error();
+  std::string path = VmDir(vm) + "/config.tar";
+  std::ofstream out(path + ".tmp", std::ios::binary | std::ios::trunc);
+  out << *tar;
+  out.close();
+  if (!out || std::rename((path + ".tmp").c_str(), path.c_str()) != 0) {
+    return InternalError("cannot write the config disk " + path);
+  }
+  return control::Ok{};
+}
+
+Result<Started> HostImpl::Create(const VmDef& vm, const Progress& progress, bool wait_ready) {
+  auto image = FindImage(vm.image);
+  if (!image) return image.error();
+  std::error_code ec;
+  fs::create_directories(VmDir(vm), ec);
+  if (ec) return InternalError("cannot make " + VmDir(vm) + ": " + ec.message());
+  if (!Step(progress, "creating disk")) {
+    (void)Destroy(vm);
+    return InternalError("the client went away");
+  }
+  if (auto s = CreateOverlay(image->rootfs, VmDir(vm) + "/disk.qcow2", vm.disk_gib); !s) {
+    (void)Destroy(vm);
+    return s.error();
+  }
+  auto r = Start(vm, progress, wait_ready);
+  if (!r) (void)Destroy(vm);
+  return r;
+}
+
+Result<Started> HostImpl::Start(const VmDef& vm, const Progress& progress, bool wait_ready) {
+  auto image = FindImage(vm.image);
+  if (!image) return image.error();
+  const std::string dir = VmDir(vm);
+  if (!fs::exists(dir + "/disk.qcow2")) return InternalError("the VM's disk is missing: " + dir + "/disk.qcow2");
+  if (auto s = WriteConfigDisk(vm, *image); !s) return s.error();
+  if (auto s = cgroups_->EnsureVm(vm.account, CgroupName(vm)); !s) return s.error();
+  auto procs = cgroups_->ProcsFiles(vm.account, CgroupName(vm));
+  if (!procs) return procs.error();
+  if (auto s = OwnForGuest(dir); !s) return s.error();
+  if (auto s = OwnForGuest(dir + "/disk.qcow2"); !s) return s.error();
+
+  NetSpec net;
+  net.ssh_host_port = vm.ssh_port;
+  net.web_host_port = vm.web_port;
+  net.guest_web_port = vm.guest_web_port;
+  net.passt_socket = dir + "/passt.sock";
+  net.passt_log = dir + "/passt.log";
+  net.passt_pid_file = dir + "/passt.pid";
+  if (auto e = CheckNetSpec(net)) return InternalError(*e);
+  if (auto s = RemoveStaleSocket(net.passt_socket); !s) return s.error();
+  if (!Step(progress, "starting network")) return InternalError("the client went away");
+  LaunchSpec passt;
+  passt.argv = PasstArgs(net, config_.passt_binary);
+  passt.run_as = run_as_;
+  passt.cgroup_procs = *procs;
+  passt.log_path = dir + "/passt.out";
+  auto passt_pid = Launch(passt);
+  if (!passt_pid) return passt_pid.error();
+  for (auto until = Clock::now() + std::chrono::seconds(5); !SocketExists(net.passt_socket);) {
+    if (Clock::now() > until || !Alive(*passt_pid)) {
+      (void)KillAll(vm);
+      return InternalError("passt did not start: " + TailFile(dir + "/passt.out", 5));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+
+  VmSpec spec;
+  spec.name = QemuName(vm);
+  spec.cpus = static_cast<int>(vm.cpus);
+  spec.memory_mib = vm.memory_mib;
+  spec.kernel = image->kernel;
+  spec.initrd = image->initrd;
+  spec.cmdline = image->cmdline;
+  spec.disk = dir + "/disk.qcow2";
+  spec.config_disk = dir + "/config.tar";
+  spec.vm_dir = dir;
+  spec.net = net;
+  if (auto e = CheckVmSpec(spec)) {
+    (void)KillAll(vm);
+    return InternalError(*e);
+  }
+  LaunchSpec qemu;
+  qemu.argv = BuildQemuArgs(spec, accel_, config_.qemu_binary);
+  qemu.cgroup_procs = *procs;
+  qemu.log_path = QemuLogPath(dir);
+  qemu.run_as = run_as_;
+  if (!Step(progress, fmt::format("starting qemu ({})", accel_.name))) {
+    (void)KillAll(vm);
+    return InternalError("the client went away");
+  }
+  auto pid = Launch(qemu);
+  if (!pid) {
+    (void)KillAll(vm);
+    return pid.error();
+  }
+  spdlog::info("event=vm-start vm={} id={} pid={} accel={}", vm.name, vm.id, *pid, accel_.name);
+  if (!wait_ready) return Started{*pid, ""};
+  if (!Step(progress, "booting")) {
+    (void)KillAll(vm);
+    return InternalError("the client went away");
+  }
+  // Wait in slices so a client that leaves is noticed within a second.
+  auto deadline = Clock::now() + config_.boot_timeout;
+  bool said_ssh = false;
+  while (true) {
+    auto r = WaitReady(vm, *pid, std::chrono::seconds(1));
+    if (r) return r;
+    if (r.error().kind == control::ErrorKind::kDenied || !Alive(*pid) || Clock::now() > deadline) {
+      (void)KillAll(vm);
+      return InternalError(r.error().message + (Clock::now() > deadline ? " (boot timed out)" : ""));
+    }
+    if (!said_ssh && !AnnouncedHostKeys(ReadFile(ConsoleLogPath(dir))).empty()) {
+      said_ssh = true;
+      if (!Step(progress, "waiting for ssh")) {
+        (void)KillAll(vm);
+        return InternalError("the client went away");
+      }
+    } else if (progress && !progress("")) {
+      (void)KillAll(vm);
+      return InternalError("the client went away");
+    }
+  }
+}
+
+Result<Started> HostImpl::WaitReady(const VmDef& vm, int pid, std::chrono::seconds timeout) {
+  const std::string dir = VmDir(vm);
+  auto deadline = Clock::now() + timeout;
+  std::string last = "no answer yet";
+  do {
+    if (!IsRunning(vm, pid)) {
+      return InternalError("QEMU exited: " + TailFile(QemuLogPath(dir), 5) + TailFile(ConsoleLogPath(dir), 5));
+    }
+    std::string announced = Ed25519Of(AnnouncedHostKeys(ReadFile(ConsoleLogPath(dir))));
+    // The key to trust: pinned at first boot, else the one the guest printed
+    // on its console this boot (a local channel no network peer can write).
+    std::string expected = vm.host_key.empty() ? announced : vm.host_key;
+    if (!expected.empty()) {
+      GuestEndpoint ep{vm.ssh_port, gateway_key_, "root", expected};
+      auto probe = ProbeGuest(ep, std::chrono::seconds(2));
+      if (probe) return Started{pid, *probe};
+      if (probe.error().kind == control::ErrorKind::kDenied) {
+        spdlog::error("event=guest-hostkey-mismatch vm={} error=\"{}\"", vm.name, probe.error().message);
+        return probe.error();
+      }
+      last = probe.error().message;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  } while (Clock::now() < deadline);
+  return InternalError("the guest is not ready: " + last);
+}
+
+int HostImpl::PidFromFile(const VmDef& vm) {
+  std::string s = ReadFile(QemuPidPath(VmDir(vm)));
+  int pid = std::atoi(s.c_str());
+  return pid > 0 && IsRunning(vm, pid) ? pid : 0;
+}
+
+Status HostImpl::KillAll(const VmDef& vm) {
+  // Everything in the VM's cgroup is the VM's (QEMU and passt): nothing may survive it.
+  auto pids = cgroups_->VmPids(vm.account, CgroupName(vm));
+  if (!pids) return pids.error();
+  for (pid_t p : *pids) ::kill(p, SIGKILL);
+  for (int i = 0; i < 100; ++i) {
+    auto left = cgroups_->VmPids(vm.account, CgroupName(vm));
+    if (left && left->empty()) return control::Ok{};
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return InternalError(fmt::format("processes of VM {} survived SIGKILL", vm.name));
+}
+
+Status HostImpl::Stop(const VmDef& vm) {
+  int pid = PidFromFile(vm);
+  if (pid) {
+    // Flush the guest's page cache to its disk first: microvm has no ACPI
+    // power button, so the end is QMP `quit`, and what is synced survives.
+    GuestEndpoint ep{vm.ssh_port, gateway_key_, "root", vm.host_key};
+    auto synced = RunInGuest(ep, "sync", std::chrono::seconds(20));
+    if (!synced) spdlog::warn("event=vm-stop-unsynced vm={} error=\"{}\"", vm.name, synced.error().message);
+    auto qmp = QmpClient::Connect(QmpSocketPath(VmDir(vm)), std::chrono::seconds(3));
+    if (qmp) (void)(*qmp)->Quit();
+    for (int i = 0; i < 100 && IsRunning(vm, pid); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return KillAll(vm);
+}
+
+Status HostImpl::Destroy(const VmDef& vm) {
+  if (auto s = Stop(vm); !s) return s;
+  if (auto s = cgroups_->RemoveVm(vm.account, CgroupName(vm)); !s) return s;
+  std::error_code ec;
+  fs::remove_all(VmDir(vm), ec);
+  if (ec) return InternalError("cannot remove " + VmDir(vm) + ": " + ec.message());
+  return control::Ok{};
+}
+
+Status HostImpl::CloneDisk(const VmDef& src, const VmDef& dst) {
+  std::error_code ec;
+  fs::create_directories(VmDir(dst), ec);
+  if (ec) return InternalError("cannot make " + VmDir(dst) + ": " + ec.message());
+  int pid = PidFromFile(src);
+  std::unique_ptr<QmpClient> qmp;
+  if (pid) {
+    // A consistent copy of a running VM: flush its caches, pause it, copy, resume.
+    GuestEndpoint ep{src.ssh_port, gateway_key_, "root", src.host_key};
+    (void)RunInGuest(ep, "sync", std::chrono::seconds(20));
+    auto c = QmpClient::Connect(QmpSocketPath(VmDir(src)), std::chrono::seconds(3));
+    if (!c) return c.error();
+    qmp = std::move(*c);
+    if (auto r = qmp->Execute("stop"); !r) return r.error();
+  }
+  auto copied = vmm::CopyDisk(VmDir(src) + "/disk.qcow2", VmDir(dst) + "/disk.qcow2");
+  if (qmp) (void)qmp->Execute("cont");
+  return copied;
+}
+
+Status HostImpl::GrowDisk(const VmDef& vm, int64_t disk_gib) {
+  int pid = PidFromFile(vm);
+  if (!pid) return vmm::GrowDisk(VmDir(vm) + "/disk.qcow2", disk_gib);
+  auto qmp = QmpClient::Connect(QmpSocketPath(VmDir(vm)), std::chrono::seconds(3));
+  if (!qmp) return qmp.error();
+  auto r = (*qmp)->Execute("block_resize", {{"device", "root"}, {"size", disk_gib << 30}});
+  if (!r) return r.error();
+  return control::Ok{};
+}
+
+bool HostImpl::IsRunning(const VmDef& vm, int pid) {
+  return pid > 0 && Alive(pid) && HasArgs(pid, QemuIdentity(QemuName(vm)));
+}
+
+Result<VmStats> HostImpl::Stat(const VmDef& vm, int pid) {
+  VmStats st;
+  st.running = IsRunning(vm, pid);
+  st.pid = st.running ? pid : 0;
+  auto usage = cgroups_->VmUsage(vm.account, CgroupName(vm));
+  if (usage) {
+    st.cpu_usec = usage->cpu_usec;
+    st.memory_bytes = usage->memory_bytes;
+    st.memory_peak_bytes = usage->memory_peak_bytes;
+  }
+  auto disk = InspectDisk(VmDir(vm) + "/disk.qcow2");
+  if (disk) {
+    st.disk_virtual_bytes = disk->virtual_bytes;
+    st.disk_allocated_bytes = disk->allocated_bytes;
+  }
+  return st;
+}
+
+std::string HostImpl::ConsoleTail(const VmDef& vm, size_t lines) {
+  return TailFile(ConsoleLogPath(VmDir(vm)), lines);
+}
+
+std::vector<std::pair<int64_t, int>> HostImpl::RunningVmProcesses() {
+  std::vector<std::pair<int64_t, int>> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+    std::string cmd = ReadFile(e.path().string() + "/cmdline");
+    // argv is NUL-separated: "-name\0exed-vm-<id>\0"
+    auto at = cmd.find(std::string("-name\0exed-vm-", 14));
+    if (at == std::string::npos) continue;
+    int64_t id = std::atoll(cmd.c_str() + at + 14);
+    if (id > 0) out.emplace_back(id, std::atoi(name.c_str()));
+  }
+  return out;
+}
+
+}  // namespace vmm

@@ -1,0 +1,76 @@
+// HostImpl: vmm::Host on this machine: qcow2 disks, a config disk, a cgroup
+// per VM under its account's, passt for networking and one detached QEMU per
+// VM, checked ready through its own sshd with the gateway key.
+//
+// Files of VM <id> live in RUNTIME/vms/<id>/ (disk.qcow2, config.tar,
+// console.log, qmp.sock, passt.sock, logs). Thread-safety as in host.h.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "vmm/accel.h"
+#include "vmm/cgroup.h"
+#include "vmm/host.h"
+#include "vmm/launcher.h"
+
+namespace vmm {
+
+struct HostConfig {
+  std::string state_dir;   // RUNTIME: vms/ and gateway/ live here
+  std::string images_dir;
+  std::string qemu_binary = "qemu-system-x86_64";
+  std::string passt_binary = "passt";
+  std::string accel_override;   // "", "kvm", "tcg"
+  std::string run_as = "exed";  // QEMU and passt drop to this user when exed is root
+  std::string cgroup_parent = "exed";
+  std::chrono::seconds boot_timeout{180};
+};
+
+class HostImpl : public Host {
+ public:
+  // Detects cgroups and the accelerator and makes the gateway key.
+  static control::Result<std::unique_ptr<HostImpl>> Make(HostConfig config);
+
+  std::vector<Image> Images() override;
+  control::Result<Image> FindImage(const std::string& name) override;
+  std::string accel_name() const override { return accel_.name; }
+  control::Status SetAccountLimits(const std::string& account, int64_t cpus, int64_t memory_mib) override;
+  control::Result<Started> Create(const VmDef& vm, const Progress& progress, bool wait_ready) override;
+  control::Result<Started> Start(const VmDef& vm, const Progress& progress, bool wait_ready) override;
+  control::Result<Started> WaitReady(const VmDef& vm, int pid, std::chrono::seconds timeout) override;
+  control::Status Stop(const VmDef& vm) override;
+  control::Status Destroy(const VmDef& vm) override;
+  control::Status CloneDisk(const VmDef& src, const VmDef& dst) override;
+  control::Status GrowDisk(const VmDef& vm, int64_t disk_gib) override;
+  bool IsRunning(const VmDef& vm, int pid) override;
+  control::Result<VmStats> Stat(const VmDef& vm, int pid) override;
+  std::string ConsoleTail(const VmDef& vm, size_t lines) override;
+  std::vector<std::pair<int64_t, int>> RunningVmProcesses() override;
+
+  const std::string& gateway_public_key() const { return gateway_pub_; }
+  const std::string& gateway_key_path() const { return gateway_key_; }
+  std::string_view cgroup_version() const { return cgroups_->version(); }
+
+ private:
+  HostImpl(HostConfig config, Accel accel, std::unique_ptr<CgroupHost> cgroups);
+  std::string VmDir(const VmDef& vm) const;
+  static std::string CgroupName(const VmDef& vm) { return "vm-" + std::to_string(vm.id); }
+  static std::string QemuName(const VmDef& vm) { return "vm-" + std::to_string(vm.id); }
+  control::Status WriteConfigDisk(const VmDef& vm, const Image& image);
+  // Finds the pid of the VM's QEMU from its pidfile, if that process is it.
+  int PidFromFile(const VmDef& vm);
+  control::Status KillAll(const VmDef& vm);
+  control::Status OwnForGuest(const std::string& path);
+  control::Status GuardHostLoopback();
+
+  const HostConfig config_;
+  const Accel accel_;
+  std::unique_ptr<CgroupHost> cgroups_;
+  std::string gateway_key_;
+  std::string gateway_pub_;
+  std::optional<Credentials> run_as_;  // set when exed runs as root
+};
+
+}  // namespace vmm
