@@ -79,6 +79,8 @@ void ResolveVmDirs(exed::Config* cfg) {
   std::filesystem::create_directories(cfg->state_dir);
   cfg->runtime_dir = vmm::ResolveRuntimeDir(cfg->state_dir, "exed");
   if (cfg->images_dir.empty()) cfg->images_dir = cfg->runtime_dir + "/images";
+  // Disks name their base image by path: it must not depend on the cwd.
+  cfg->images_dir = std::filesystem::absolute(cfg->images_dir).lexically_normal().string();
 }
 
 vmm::HostConfig HostConfigOf(const exed::Config& cfg) {

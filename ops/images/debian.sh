@@ -1,16 +1,21 @@
 # shellcheck shell=bash
 # Recipe of the `debian` image, sourced by ops/images/build: Debian 12 minbase from
-# mmdebstrap, with systemd, OpenSSH, sudo, networkd + resolved (DHCP), a few everyday
-# tools, and the exed guest units (guest/debian/, installed by guest/debian/customize).
+# mmdebstrap, with systemd, OpenSSH, sudo, ifupdown + udhcpc (DHCP on eth0), a few
+# everyday tools, and the exed guest units (guest/debian/, installed by
+# guest/debian/customize). Boot under TCG is CPU-bound (a unit or program start costs
+# 0.05-0.5 s), hence ifupdown with busybox's udhcpc rather than systemd-networkd (which
+# needs systemd-resolved for DNS, ~2 s of CPU) or isc-dhcp-client (a bash hook script).
 # No kernel package: the shared kernel and initramfs boot it; the kernel's modules are
 # copied in so that more of them load later (modprobe).
 
 IMAGE_USER=user
 IMAGE_WEB_PORT=80
 IMAGE_FREE_MB=256
+# eth0 whatever the bus (virtio-mmio on microvm, virtio-pci on q35): /etc/network/interfaces
+IMAGE_CMDLINE="net.ifnames=0"
 
 DEBIAN_PACKAGES=(
-  systemd-sysv udev dbus systemd-resolved
+  systemd-sysv udev dbus ifupdown udhcpc busybox-static
   openssh-server openssh-sftp-server sudo
   curl ca-certificates git iproute2 iputils-ping netbase
   less procps e2fsprogs kmod vim-tiny bash-completion
