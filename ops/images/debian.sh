@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2016 # IMAGE_* are read by build; hooks expand "$1" later
 # Recipe of the `debian` image, sourced by ops/images/build: Debian 12 minbase from
 # mmdebstrap, with systemd, OpenSSH, sudo, ifupdown + udhcpc (DHCP on eth0), a few
 # everyday tools, and the exed guest units (guest/debian/, installed by

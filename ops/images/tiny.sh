@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # IMAGE_* are read by ops/images/build
 # Recipe of the `tiny` image, sourced by ops/images/build: busybox (init, shell, httpd on
 # port 80, nc, udhcpc), dropbear as sshd on port 22, OpenSSH's sftp-server and scp, and
 # resize2fs; the binaries and their libraries come from Debian packages, extracted.
@@ -30,6 +30,7 @@ copy_elf() {
   "$ldso" --inhibit-cache --library-path "$pkg/lib/x86_64-linux-gnu:$pkg/usr/lib/x86_64-linux-gnu" \
     --list "$pkg/$file" >"$WORK/ldd.out" || die "cannot list the libraries of $file"
   ! grep 'not found' "$WORK/ldd.out" || die "$file: libraries missing: add their packages to TINY_PACKAGES"
+  # shellcheck disable=SC2013 # paths without spaces
   for lib in $(sed -n 's/^.* => \(\/[^ ]*\) (0x.*$/\1/p' "$WORK/ldd.out"); do
     [[ $lib == "$pkg"/* ]] || die "$file needs $lib, which is not in TINY_PACKAGES"
     lib=${lib#"$pkg"/}
