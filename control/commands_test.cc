@@ -1,0 +1,84 @@
+#include "control/commands.h"
+
+#include <gtest/gtest.h>
+
+#include "control/argsplit.h"
+
+namespace control {
+namespace {
+
+Result<Request> Parse(std::string_view line) {
+  auto words = SplitArgs(line);
+  EXPECT_TRUE(words.ok());
+  return ParseRequest(*words);
+}
+
+TEST(Commands, NewTakesSizesEnvTagsAndScript) {
+  auto r = Parse("new --name web --image tiny --cpus 2 --memory 1.5G --disk 20G --env A=1 --env 'B=two words' "
+                 "--tag x --tag y --setup-script 'echo hi' --json");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_TRUE(r->json);
+  const auto& n = std::get<NewVm>(r->command);
+  EXPECT_EQ(n.name, "web");
+  EXPECT_EQ(n.image, "tiny");
+  EXPECT_EQ(n.cpus, 2);
+  EXPECT_EQ(n.memory_mib, 1536);
+  EXPECT_EQ(n.disk_gib, 20);
+  ASSERT_EQ(n.env.size(), 2u);
+  EXPECT_EQ(n.env[1], (std::pair<std::string, std::string>{"B", "two words"}));
+  EXPECT_EQ(n.tags, (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(n.setup_script, "echo hi");
+  EXPECT_FALSE(n.setup_from_stdin);
+  auto d = Parse("new --setup-script -");
+  EXPECT_TRUE(std::get<NewVm>(d->command).setup_from_stdin);
+  auto defaults = Parse("new");
+  EXPECT_FALSE(std::get<NewVm>(defaults->command).cpus.has_value());
+}
+
+TEST(Commands, BadValuesAreUsageErrorsNamingTheFlag) {
+  auto r = Parse("new --memory lots");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind, ErrorKind::kUsage);
+  EXPECT_NE(r.error().message.find("--memory"), std::string::npos) << r.error().message;
+  auto env = Parse("new --env NOEQUALS");
+  ASSERT_FALSE(env.ok());
+  EXPECT_NE(env.error().message.find("KEY=VALUE"), std::string::npos);
+  auto twice = Parse("new --name a --name b");
+  ASSERT_FALSE(twice.ok());
+  EXPECT_NE(twice.error().message.find("given twice"), std::string::npos);
+  auto resize = Parse("resize web");
+  ASSERT_FALSE(resize.ok());
+  EXPECT_NE(resize.error().message.find("at least one of"), std::string::npos);
+  EXPECT_FALSE(Parse("rm").ok());
+  EXPECT_FALSE(Parse("rename only-one").ok());
+}
+
+TEST(Commands, ShortFlagsAndSubcommands) {
+  auto ls = Parse("ls -l 'web-*'");
+  ASSERT_TRUE(ls.ok());
+  EXPECT_TRUE(std::get<ListVms>(ls->command).long_format);
+  EXPECT_EQ(std::get<ListVms>(ls->command).pattern, "web-*");
+  auto tag = Parse("tag -d web a b");
+  ASSERT_TRUE(tag.ok());
+  EXPECT_TRUE(std::get<TagVm>(tag->command).remove);
+  EXPECT_EQ(std::get<TagVm>(tag->command).tags.size(), 2u);
+  auto logs = Parse("logs web -n 5");
+  EXPECT_EQ(std::get<VmLogs>(logs->command).lines, 5);
+  EXPECT_TRUE(std::holds_alternative<ListImages>(Parse("image ls")->command));
+  auto rm = Parse("rm a b c");
+  EXPECT_EQ(std::get<RemoveVms>(rm->command).names.size(), 3u);
+  auto help = Parse("new --help");
+  EXPECT_EQ(std::get<Help>(help->command).topic, "new");
+}
+
+TEST(Commands, UnknownWordsSuggest) {
+  auto r = Parse("nwe");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("did you mean 'new'"), std::string::npos) << r.error().message;
+  auto f = Parse("new --nmae x");
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.error().message.find("did you mean '--name'"), std::string::npos) << f.error().message;
+}
+
+}  // namespace
+}  // namespace control
