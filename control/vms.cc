@@ -29,6 +29,20 @@ Error NoSuchVm(const std::string& name) {
 
 Resources Need(const db::Vm& v) { return {v.cpus, v.memory_mib, v.disk_gib, 1}; }
 
+// The account's budget and usage, read under its row lock: checks that must
+// not race (concurrent `new`s, a resize) hold it until their transaction ends.
+struct LockedBudget {
+  db::Budget raw;
+  Resources budget;
+  Resources usage;
+};
+LockedBudget LockBudget(pqxx::transaction_base& tx, int64_t account_id) {
+  db::LockAccount(tx, account_id);
+  auto b = db::FindAccountById(tx, account_id)->budget;
+  auto u = db::UsageOf(tx, account_id);
+  return {b, {b.cpus, b.memory_mib, b.disk_gib, b.max_vms}, {u.cpus, u.memory_mib, u.disk_gib, u.vms}};
+}
+
 int PickPort(std::set<int>* taken) {
   // Bind to port 0 to learn a free one; the database remembers allocations,
   // so a port handed out but not yet bound by QEMU is not handed out twice.
@@ -100,23 +114,17 @@ Result<db::Vm> Service::CreateVm(const Caller& caller, db::Vm row, const std::st
     for (int attempt = 0;; ++attempt) {
       auto conn = pool_.Acquire();
       pqxx::work tx(*conn);
-      // The account's row lock makes check-then-insert atomic: concurrent
-      // `new`s of one account queue here and can never overrun the budget.
-      db::LockAccount(tx, *caller.account_id);
-      auto account = db::FindAccountById(tx, *caller.account_id);
-      auto usage = db::UsageOf(tx, *caller.account_id);
-      const auto& b = account->budget;
-      if (auto e = CheckNewVm({b.cpus, b.memory_mib, b.disk_gib, b.max_vms},
-                              {usage.cpus, usage.memory_mib, usage.disk_gib, usage.vms}, Need(row))) {
-        return DeniedError(*e);
-      }
+      // Check-then-insert under the account's lock: concurrent `new`s of one
+      // account queue here and can never overrun the budget together.
+      auto b = LockBudget(tx, *caller.account_id);
+      if (auto e = CheckNewVm(b.budget, b.usage, Need(row))) return DeniedError(*e);
       auto ports = db::UsedPorts(tx);
       row.ssh_port = PickPort(&ports);
       row.web_port = PickPort(&ports);
       if (!row.ssh_port || !row.web_port) return InternalError("no free loopback port for the VM's forwards");
       row.account_id = *caller.account_id;
       row.account = caller.account_name;
-      limits = b;
+      limits = b.raw;
       try {
         pqxx::subtransaction sub(tx, "insert");
         row.id = db::InsertVm(sub, row);
@@ -436,14 +444,8 @@ Result<std::string> Service::DoResize(const Caller& caller, const ResizeVm& c, b
   return Guarded("resize", [&]() -> Result<std::string> {
     auto conn = pool_.Acquire();
     pqxx::work tx(*conn);
-    db::LockAccount(tx, *caller.account_id);
-    auto account = db::FindAccountById(tx, *caller.account_id);
-    auto usage = db::UsageOf(tx, *caller.account_id);
-    const auto& b = account->budget;
-    if (auto e = CheckResize({b.cpus, b.memory_mib, b.disk_gib, b.max_vms},
-                             {usage.cpus, usage.memory_mib, usage.disk_gib, usage.vms}, Need(*vm), Need(after))) {
-      return DeniedError(*e);
-    }
+    auto b = LockBudget(tx, *caller.account_id);
+    if (auto e = CheckResize(b.budget, b.usage, Need(*vm), Need(after))) return DeniedError(*e);
     if (after.disk_gib != vm->disk_gib) {
       if (auto s = host_->GrowDisk(DefOf(*vm), after.disk_gib); !s) return s.error();
     }
