@@ -91,6 +91,8 @@ class Service {
   std::string NotRegisteredMessage(const Caller& caller) const;
 
   std::vector<std::string> LoadHistory(int64_t account_id);
+  // The caller's VM names, for completion; empty on any error.
+  std::vector<std::string> VmNames(const Caller& caller);
   void AppendHistory(int64_t account_id, const std::string& line);
 
  private:

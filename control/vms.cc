@@ -93,6 +93,19 @@ std::string Service::VmJson(const db::Vm& v) const {
       .dump();
 }
 
+std::vector<std::string> Service::VmNames(const Caller& caller) {
+  std::vector<std::string> out;
+  if (!caller.account_id) return out;
+  try {
+    auto conn = pool_.Acquire();
+    pqxx::work tx(*conn);
+    for (const auto& v : db::ListVms(tx, *caller.account_id)) out.push_back(v.name);
+  } catch (const std::exception& e) {
+    spdlog::warn("op=vm-names error=\"{}\"", e.what());  // completion is a convenience
+  }
+  return out;
+}
+
 Result<db::Vm> Service::OwnedVm(const Caller& caller, const std::string& name) {
   return Guarded("find vm", [&]() -> Result<db::Vm> {
     auto conn = pool_.Acquire();

@@ -114,20 +114,26 @@ int Image(const exed::Config& cfg, const std::vector<std::string>& args) {
     const std::string& name = args[1];
     if (if_missing && vmm::LoadImage(cfg.images_dir, name)) return 0;
     if (name != "tiny" && name != "debian") return Fail("unknown image '" + name + "'; the recipes are tiny and debian", 2);
-    std::filesystem::create_directories(cfg.images_dir);
-    std::string out = cfg.images_dir + "/" + name;
+    namespace fs = std::filesystem;
+    fs::create_directories(cfg.images_dir);
+    // Every build gets its own directory and NAME is a symlink to the newest.
+    // A VM's disk names its base by real path, so a rebuild never changes the
+    // base under an existing disk (that would corrupt it); old builds stay
+    // while disks may use them.
+    std::string link = cfg.images_dir + "/" + name;
+    std::string out = cfg.images_dir + "/." + name + "-" + std::to_string(::time(nullptr));
     std::string cmd = std::string(EXED_SOURCE_DIR) + "/ops/images/build " + name + " '" + out + ".tmp'";
     std::cerr << "building image " << name << " into " << out << "\n";
-    std::filesystem::remove_all(out + ".tmp");
+    fs::remove_all(out + ".tmp");
     if (std::system(cmd.c_str()) != 0) {
-      std::filesystem::remove_all(out + ".tmp");
+      fs::remove_all(out + ".tmp");
       return Fail("building image " + name + " failed (see above); nothing was changed");
     }
-    // Swap in whole: VMs of the old image keep their files (their disks name the
-    // old base by path, so it stays until no VM uses it).
-    std::string old = out + ".old-" + std::to_string(::time(nullptr));
-    if (std::filesystem::exists(out)) std::filesystem::rename(out, old);
-    std::filesystem::rename(out + ".tmp", out);
+    fs::rename(out + ".tmp", out);
+    if (fs::exists(link) && !fs::is_symlink(link)) fs::rename(link, out + ".previous");
+    fs::remove(link + ".new");
+    fs::create_symlink(fs::path(out).filename(), link + ".new");
+    fs::rename(link + ".new", link);  // atomic: readers see the old image or the new one
     std::cout << "image " << name << " is ready in " << out << "\n";
     return 0;
   }

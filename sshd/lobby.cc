@@ -1,5 +1,7 @@
 #include "sshd/lobby.h"
 
+#include <set>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -138,6 +140,10 @@ std::vector<std::string> Lobby::Complete(std::string_view before_cursor) const {
   std::vector<std::string> pool;
   if (w.size() == 1) {
     pool = control::TopLevelNames();
+  } else if (w.size() >= 2 && caller_.account_id &&
+             std::set<std::string>{"rm", "stop", "start", "restart", "rename", "cp", "tag", "stat", "resize", "logs"}
+                 .count(w[0])) {
+    pool = service_.VmNames(caller_);
   } else if (w.size() == 2 && (w[0] == "ssh-key" || w[0] == "help")) {
     for (const auto& s : control::CommandSpecs()) {
       if (w[0] == "help") {

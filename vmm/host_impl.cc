@@ -158,7 +158,14 @@ Result<Started> HostImpl::Create(const VmDef& vm, const Progress& progress, bool
     (void)Destroy(vm);
     return InternalError("the client went away");
   }
-  if (auto s = CreateOverlay(image->rootfs, VmDir(vm) + "/disk.qcow2", vm.disk_gib); !s) {
+  // The real path: an image name is a symlink that a rebuild moves on, and
+  // the disk's base must never change under it.
+  std::string base = fs::canonical(image->rootfs, ec).string();
+  if (ec) {
+    (void)Destroy(vm);
+    return InternalError("image " + vm.image + " has no root filesystem: " + ec.message());
+  }
+  if (auto s = CreateOverlay(base, VmDir(vm) + "/disk.qcow2", vm.disk_gib); !s) {
     (void)Destroy(vm);
     return s.error();
   }
