@@ -174,7 +174,8 @@ Result<db::Vm> Service::CreateVm(const Caller& caller, db::Vm row, const std::st
     return InternalError(fmt::format("VM {} did not start: {}; nothing was kept", row.name, why));
   };
   // The budget is the account cgroup's limit, shared by all its VMs.
-  if (auto s = host_->SetAccountLimits(caller.account_name, limits.cpus, limits.memory_mib); !s) {
+  if (auto s = host_->SetAccountLimits(caller.account_name, limits.cpus, limits.memory_mib, limits.max_vms);
+      !s) {
     return undo(s.error().message);
   }
   vmm::Started started;

@@ -1,5 +1,7 @@
 #include "sshd/terminal.h"
 
+#include <poll.h>
+
 namespace sshd {
 
 Terminal::ReadStatus ChannelTerminal::Read(std::string* out, std::chrono::milliseconds timeout) {
@@ -27,10 +29,13 @@ bool WriteAll(ssh_channel c, std::string_view data, bool err) {
 }  // namespace
 
 bool ChannelTerminal::Alive() {
-  // Polling processes pending packets (so a close is noticed) without
-  // consuming channel data; EOF on stdin is not "gone".
-  if (ssh_channel_poll_timeout(channel_, 0, 0) == SSH_ERROR) return false;
-  return ssh_channel_is_open(channel_) && !ssh_channel_is_closed(channel_);
+  if (!ssh_channel_is_open(channel_) || ssh_channel_is_closed(channel_)) return false;
+  // libssh learns of a vanished client only when it next reads; the socket
+  // knows now. A peer that closed its side (killed, disconnected) shows as
+  // RDHUP/HUP; an SSH-level EOF on stdin (`new < /dev/null`) does not.
+  pollfd p{ssh_get_fd(ssh_channel_get_session(channel_)), POLLRDHUP, 0};
+  if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) return false;
+  return true;
 }
 
 bool ChannelTerminal::Write(std::string_view data) { return WriteAll(channel_, data, false); }

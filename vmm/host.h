@@ -69,8 +69,9 @@ class Host {
   virtual control::Result<Image> FindImage(const std::string& name) = 0;
   virtual std::string accel_name() const = 0;
 
-  // Applies an account's budget to its cgroup (made if missing).
-  virtual control::Status SetAccountLimits(const std::string& account, int64_t cpus, int64_t memory_mib) = 0;
+  // Applies an account's budget to its cgroup (made if missing): memory
+  // limit, CPU quota of `cpus` CPUs, and a pids limit sized for `max_vms`.
+  virtual control::Status SetAccountLimits(const std::string& account, int64_t cpus, int64_t memory_mib, int64_t max_vms) = 0;
 
   // First boot: makes the disk from the image, then Start. On failure
   // everything it made is removed again.

@@ -124,8 +124,12 @@ std::vector<Image> HostImpl::Images() { return ListImages(config_.images_dir); }
 
 Result<Image> HostImpl::FindImage(const std::string& name) { return LoadImage(config_.images_dir, name); }
 
-Status HostImpl::SetAccountLimits(const std::string& account, int64_t cpus, int64_t memory_mib) {
-  return cgroups_->EnsureAccount(account, {cpus, memory_mib, 0});
+Status HostImpl::SetAccountLimits(const std::string& account, int64_t cpus, int64_t memory_mib, int64_t max_vms) {
+  // A VM is QEMU (a thread per vCPU, I/O and RCU threads, a worker pool of up
+  // to 64) plus passt: 128 tasks each leaves room and still stops a fork bomb
+  // from ever leaving its account.
+  constexpr int64_t kTasksPerVm = 128;
+  return cgroups_->EnsureAccount(account, {cpus, memory_mib, std::max<int64_t>(1, max_vms) * kTasksPerVm});
 }
 
 Status HostImpl::WriteConfigDisk(const VmDef& vm, const Image& image) {

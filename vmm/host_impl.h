@@ -36,7 +36,7 @@ class HostImpl : public Host {
   std::vector<Image> Images() override;
   control::Result<Image> FindImage(const std::string& name) override;
   std::string accel_name() const override { return accel_.name; }
-  control::Status SetAccountLimits(const std::string& account, int64_t cpus, int64_t memory_mib) override;
+  control::Status SetAccountLimits(const std::string& account, int64_t cpus, int64_t memory_mib, int64_t max_vms) override;
   control::Result<Started> Create(const VmDef& vm, const Progress& progress, bool wait_ready) override;
   control::Result<Started> Start(const VmDef& vm, const Progress& progress, bool wait_ready) override;
   control::Result<Started> WaitReady(const VmDef& vm, int pid, std::chrono::seconds timeout) override;

@@ -166,6 +166,33 @@ class Vms(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(ssh(self.exed, key, "rm", "hal-box", "hal-two", timeout=120).returncode, 0)
 
+    def test_interrupted_new_leaves_nothing(self):
+        key = self.account("ivy")
+        from harness import ssh_args
+        client = subprocess.Popen(ssh_args(self.exed, key) + ["new", "--name", "ivy-box"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: vm_row(self.exed, "ivy-box") is not None, what="the VM row")
+        vm_id = vm_row(self.exed, "ivy-box")["id"]
+        wait_for(lambda: qemu_pids(vm_id), what="QEMU to start")
+        client.kill()  # the user pressed Ctrl-C / lost the connection mid-boot
+        client.wait()
+        wait_for(lambda: vm_row(self.exed, "ivy-box") is None, timeout=30, what="the row to go")
+        wait_for(lambda: qemu_pids(vm_id) == [], timeout=30, what="QEMU to go")
+        self.assertFalse(cgroup_exists("ivy", vm_id))
+        self.assertFalse(os.path.exists(os.path.join(self.exed.state, "vms", str(vm_id))))
+        self.assertIn("the client went away", self.exed.read_log())
+
+    def test_account_cgroup_carries_the_budget(self):
+        key = self.account("jon", cpus=2, memory="768M", vms=3)
+        self.new(key, "--name", "jon-box")
+        with open("/sys/fs/cgroup/memory/exed/jon/memory.limit_in_bytes") as f:
+            self.assertEqual(int(f.read()), 768 << 20)
+        with open("/sys/fs/cgroup/cpu/exed/jon/cpu.cfs_quota_us") as f:
+            self.assertEqual(int(f.read()), 200000)
+        with open("/sys/fs/cgroup/pids/exed/jon/pids.max") as f:
+            self.assertEqual(f.read().strip(), "384")
+        self.assertEqual(ssh(self.exed, key, "rm", "jon-box").returncode, 0)
+
     def test_over_budget_is_refused_with_which_limit(self):
         key = self.account("cat", vms=1, memory="512M", disk="20G")
         r = ssh(self.exed, key, "new", "--memory", "1G")
