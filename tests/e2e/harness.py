@@ -114,6 +114,9 @@ class Exed:
 
     def close(self):
         self.stop()
+        # VMs outlive exed by design; a test that failed half-way may leave
+        # some. Their QEMU and passt name files under this state directory.
+        subprocess.run(["pkill", "-KILL", "-f", "--", self.state + "/"], capture_output=True)
         shutil.rmtree(self.state, ignore_errors=True)
 
 
