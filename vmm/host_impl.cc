@@ -138,7 +138,9 @@ Status HostImpl::WriteConfigDisk(const VmDef& vm, const Image& image) {
   std::vector<TarFile> files = {{"exed/hostname", vm.name + "\n"},
                                 {"exed/authorized_keys", gateway_pub_ + "\n"},
                                 {"exed/env", env},
-                                {"exed/user", image.user + "\n"}};
+                                {"exed/user", image.user + "\n"},
+                                // a copied disk learns it is another VM (new host keys)
+                                {"exed/vm-id", std::to_string(vm.id) + "\n"}};
   if (!vm.setup_script.empty()) files.push_back({"exed/setup.sh", vm.setup_script, 0755});
   auto tar = MakeTar(files);
   if (!tar) return tar.error();

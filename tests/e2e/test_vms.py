@@ -142,9 +142,9 @@ class Vms(unittest.TestCase):
         copy = json.loads(r.stdout)
         self.assertEqual(guest(self.exed, copy, "hostname; cat /root/mark").stdout.split(), ["hal-copy", "original"])
         self.assertEqual(guest(self.exed, vm, "echo ok").stdout.strip(), "ok", "the source runs on after the copy")
-        # Known gap: the clone's disk carries the source's SSH host keys (made at
-        # its first boot), so both present the same key; each VM still pins its own.
+        # The copied disk carries the source's host keys; the clone makes its own.
         self.assertTrue(vm_row(self.exed, "hal-copy")["host_key"].startswith("ssh-ed25519 "))
+        self.assertNotEqual(vm_row(self.exed, "hal-copy")["host_key"], vm_row(self.exed, "hal-box")["host_key"])
         # disks only grow, within the budget (10 + 10 provisioned of 40)
         r = ssh(self.exed, key, "resize", "hal-box", "--disk", "5G")
         self.assertEqual(r.returncode, 1)
