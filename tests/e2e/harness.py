@@ -165,22 +165,30 @@ def ssh_json(exed, key, *command):
 
 
 class Tmux:
-    """An interactive ssh session in a real terminal (tmux), typed into key by key."""
+    """An interactive ssh session in a real terminal (tmux), typed into key by key.
+
+    Each session has its own tmux server (-L), so sessions of parallel tests
+    never meet a shared server that is just exiting."""
+
+    _count = 0
 
     def __init__(self, argv, width=100, height=30):
-        self.name = "exed-e2e-%d-%d" % (os.getpid(), int(time.time() * 1000) % 1000000)
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height),
-                        " ".join(_quote(a) for a in argv) + "; sleep 30"], check=True)
+        Tmux._count += 1
+        self.name = "exed-e2e-%d-%d" % (os.getpid(), Tmux._count)
+        self._tmux("new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height),
+                   " ".join(_quote(a) for a in argv) + "; sleep 30")
+
+    def _tmux(self, *args, check=True):
+        return subprocess.run(["tmux", "-L", self.name, *args], check=check, capture_output=True, text=True)
 
     def send(self, *keys):
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        self._tmux("send-keys", "-t", self.name, *keys)
 
     def type(self, text):
-        subprocess.run(["tmux", "send-keys", "-t", self.name, "-l", text], check=True)
+        self._tmux("send-keys", "-t", self.name, "-l", text)
 
     def screen(self):
-        return subprocess.run(["tmux", "capture-pane", "-t", self.name, "-p"], capture_output=True,
-                              text=True).stdout
+        return self._tmux("capture-pane", "-t", self.name, "-p", check=False).stdout
 
     def wait_for(self, text, timeout=15):
         try:
@@ -189,7 +197,7 @@ class Tmux:
             raise AssertionError(f"{e}; screen is:\n{self.screen()}") from None
 
     def close(self):
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        self._tmux("kill-server", check=False)
 
 
 def _quote(a):
