@@ -15,6 +15,7 @@
 #include "control/names.h"
 #include "control/service.h"
 #include "db/audit.h"
+#include "vmm/ports.h"
 #include "vmm/vm_def.h"
 
 namespace control {
@@ -43,24 +44,14 @@ LockedBudget LockBudget(pqxx::transaction_base& tx, int64_t account_id) {
   return {b, {b.cpus, b.memory_mib, b.disk_gib, b.max_vms}, {u.cpus, u.memory_mib, u.disk_gib, u.vms}};
 }
 
+// A free loopback port not in `taken`, which it then joins; 0 if none. The
+// database remembers allocations, so a port handed out but not yet bound by
+// passt is not handed out twice.
 int PickPort(std::set<int>* taken) {
-  // Bind to port 0 to learn a free one; the database remembers allocations,
-  // so a port handed out but not yet bound by QEMU is not handed out twice.
-  for (int attempt = 0; attempt < 50; ++attempt) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int port = 0;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-      port = ntohs(a.sin_port);
-    }
-    ::close(fd);
-    if (port && taken->insert(port).second) return port;
-  }
-  return 0;
+  auto port = vmm::PickFreePort(*taken);
+  if (!port) return 0;
+  taken->insert(*port);
+  return *port;
 }
 
 std::string Elapsed(std::chrono::steady_clock::time_point t0) {
