@@ -66,6 +66,12 @@ const std::vector<CommandSpec>& CommandSpecs() {
        {{"-n", "LINES", "how many lines (default 50)"}}},
       {"budget", "", "your budget and what your VMs use of it", "Shows the budget and the usage.", {}},
       {"image ls", "", "list the images VMs boot from", "Lists images with their login user and web port.", {}},
+      {"share show", "VM", "who else may use a VM",
+       "Lists the accounts a VM is shared with and what each may do.", {}},
+      {"share access", "allow|deny VM ACCOUNT", "let another account ssh into a VM, or stop letting it",
+       "'allow' lets ACCOUNT reach the VM through this SSH front (ssh, scp, sftp,\n"
+       "port forwarding), as you can; 'deny' withdraws it. Only the owner may change it.",
+       {}},
       {"exit", "", "leave the lobby", "Ends the session.", {}, false},
   };
   return *specs;
@@ -343,6 +349,16 @@ Result<Request> ParseRequest(const std::vector<std::string>& words) {
   } else if (n == "image ls") {
     if (auto s = check(0, 0); !s) return s.error();
     cmd = ListImages{};
+  } else if (n == "share show") {
+    if (auto s = check(1, 1); !s) return s.error();
+    cmd = ShareShow{p.args[0]};
+  } else if (n == "share access") {
+    if (auto s = check(3, 3); !s) return s.error();
+    if (p.args[0] != "allow" && p.args[0] != "deny") {
+      return UsageError(fmt::format("share access takes 'allow' or 'deny', not '{}': share access allow VM ACCOUNT",
+                                    p.args[0]));
+    }
+    cmd = ShareAccess{p.args[1], p.args[2], p.args[0] == "allow"};
   } else {
     return InternalError("command '" + n + "' has a spec but no parser");  // a bug: every spec is parsed above
   }

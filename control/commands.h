@@ -51,10 +51,13 @@ struct ResizeVm { std::string name; std::optional<int64_t> cpus, memory_mib, dis
 struct VmLogs { std::string name; int64_t lines = 50; };
 struct ShowBudget {};
 struct ListImages {};
+struct ShareShow { std::string name; };
+// share access allow|deny VM ACCOUNT
+struct ShareAccess { std::string name; std::string account; bool allow = true; };
 
 using Command = std::variant<Help, Whoami, SshKeyList, SshKeyAdd, SshKeyRemove, SshKeyRename, Register, Exit, NewVm,
                              ListVms, RemoveVms, StopVm, StartVm, RestartVm, RenameVm, CopyVm, TagVm, StatVm, ResizeVm,
-                             VmLogs, ShowBudget, ListImages>;
+                             VmLogs, ShowBudget, ListImages, ShareShow, ShareAccess>;
 
 struct Request {
   Command command;

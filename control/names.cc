@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 
 namespace control {
 namespace {
@@ -201,6 +202,26 @@ std::string ForMessage(std::string_view value, size_t max_bytes) {
   }
   out.push_back('\'');
   return out;
+}
+
+std::optional<GatewayLogin> ParseGatewayLogin(std::string_view login) {
+  GatewayLogin g;
+  auto plus = login.find('+');
+  if (plus != std::string_view::npos) {
+    std::string_view user = login.substr(0, plus);
+    if (user.empty() || user.size() > 32) return std::nullopt;
+    if (!(std::islower(static_cast<unsigned char>(user[0])) || user[0] == '_')) return std::nullopt;
+    for (char ch : user) {
+      auto c = static_cast<unsigned char>(ch);
+      if (!(std::islower(c) || std::isdigit(c) || ch == '_' || ch == '-')) return std::nullopt;
+    }
+    g.user = std::string(user);
+    g.explicit_user = true;
+    login = login.substr(plus + 1);
+  }
+  if (CheckVmName(login)) return std::nullopt;
+  g.vm = std::string(login);
+  return g;
 }
 
 }  // namespace control

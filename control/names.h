@@ -38,6 +38,17 @@ std::optional<std::string> CheckKeyComment(std::string_view comment);
 // deterministic. The caller retries on collision with an existing VM.
 std::string RandomVmName(const std::function<uint32_t()>& rng);
 
+// An SSH login name that addresses a VM through the gateway: "VM", or
+// "USER+VM" to log in as USER (a Unix user name: lowercase letter or '_',
+// then up to 31 of [a-z0-9_-]). nullopt when it is neither, e.g. a VM part
+// that breaks the VM name rules or a reserved name such as "lobby".
+struct GatewayLogin {
+  std::string user;  // empty: the image's login user
+  std::string vm;
+  bool explicit_user = false;  // "USER+VM": the caller clearly means a VM
+};
+std::optional<GatewayLogin> ParseGatewayLogin(std::string_view login);
+
 // True if `s` is valid UTF-8 with no control characters (C0, DEL, C1) and no
 // bidirectional formatting characters, so it can be shown on a terminal or
 // a web page as is.

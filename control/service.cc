@@ -152,6 +152,8 @@ Result<std::string> Service::RunVmCommand(const Caller& caller, const Request& r
   if (auto* r = std::get_if<ResizeVm>(&c)) return DoResize(caller, *r, req.json);
   if (auto* l = std::get_if<VmLogs>(&c)) return DoLogs(caller, *l, req.json);
   if (std::holds_alternative<ListImages>(c)) return DoImages(req.json);
+  if (auto* h = std::get_if<ShareShow>(&c)) return DoShareShow(caller, *h, req.json);
+  if (auto* a = std::get_if<ShareAccess>(&c)) return DoShareAccess(caller, *a, req.json);
   return InternalError("command not implemented");  // a bug: every Command alternative is handled above
 }
 

@@ -20,6 +20,7 @@
 #include "db/pool.h"
 #include "db/vms.h"
 #include "vmm/busy.h"
+#include "vmm/guest_ssh.h"
 #include "vmm/host.h"
 
 namespace control {
@@ -90,6 +91,19 @@ class Service {
   // What an unregistered key is told when it tries a command.
   std::string NotRegisteredMessage(const Caller& caller) const;
 
+  // The SSH gateway (gateway.cc). The VM `name` if the caller may enter it:
+  // its owner, or an account it is shared with for SSH. Anything else, a VM
+  // that does not exist included, is the same kNotFound error.
+  Result<db::Vm> EnterableVm(const Caller& caller, const std::string& name);
+  // Makes sure `vm` runs and answers SSH: starts it if it is stopped, waits
+  // (up to the boot timeout) while another command starts or changes it.
+  // Each thing worth telling the user goes to `notice` as one line. Returns
+  // where to reach its sshd, logged in as `user` (empty: the image's user).
+  Result<vmm::GuestEndpoint> PrepareEntry(const Caller& caller, const db::Vm& vm, const std::string& user,
+                                          const std::function<void(const std::string&)>& notice);
+  // The line the gateway shows for a VM the caller may not enter.
+  std::string NoEntryMessage(const std::string& name) const;
+
   std::vector<std::string> LoadHistory(int64_t account_id);
   // The caller's VM names, for completion; empty on any error.
   std::vector<std::string> VmNames(const Caller& caller);
@@ -115,6 +129,10 @@ class Service {
   Result<std::string> DoLogs(const Caller& caller, const VmLogs& c, bool json);
   Result<std::string> DoBudget(const Caller& caller, bool json);
   Result<std::string> DoImages(bool json);
+  Result<std::string> DoShareShow(const Caller& caller, const ShareShow& c, bool json);
+  Result<std::string> DoShareAccess(const Caller& caller, const ShareAccess& c, bool json);
+  // Records what a VM should be and is doing (after start/stop).
+  Status RecordPower(int64_t vm_id, const std::string& desired, const std::string& status, int pid);
   // Inserts the row (budget checked under the account's row lock), boots it,
   // and removes every trace again if the boot fails or the client leaves.
   Result<db::Vm> CreateVm(const Caller& caller, db::Vm row, const std::string& clone_from, const Progress& progress,

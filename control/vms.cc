@@ -309,15 +309,7 @@ Result<std::string> Service::DoPower(const Caller& caller, const std::string& na
   auto busy = locks_->Lock(vm->id, std::chrono::minutes(2));
   if (!busy) return ConflictError(fmt::format("VM {} is busy with another command; try again in a moment", name));
   auto record = [&](const std::string& desired, const std::string& status, int pid) {
-    return Guarded("power", [&]() -> Status {
-      auto conn = pool_.Acquire();
-      pqxx::work tx(*conn);
-      db::SetVmDesired(tx, vm->id, desired);
-      db::SetVmRuntime(tx, vm->id, status, pid);
-      db::SetVmRestarts(tx, vm->id, 0);
-      tx.commit();
-      return Ok{};
-    });
+    return RecordPower(vm->id, desired, status, pid);
   };
   if (stop) {
     if (auto s = host_->Stop(DefOf(*vm)); !s) return s.error();
@@ -338,6 +330,18 @@ Result<std::string> Service::DoPower(const Caller& caller, const std::string& na
   }
   if (json_out) return Dump(json::parse(VmJson(*vm)));
   return fmt::format("{} is {}\n", name, vm->status);
+}
+
+Status Service::RecordPower(int64_t vm_id, const std::string& desired, const std::string& status, int pid) {
+  return Guarded("power", [&]() -> Status {
+    auto conn = pool_.Acquire();
+    pqxx::work tx(*conn);
+    db::SetVmDesired(tx, vm_id, desired);
+    db::SetVmRuntime(tx, vm_id, status, pid);
+    db::SetVmRestarts(tx, vm_id, 0);
+    tx.commit();
+    return Ok{};
+  });
 }
 
 Result<std::string> Service::DoRename(const Caller& caller, const RenameVm& c, bool json_out) {

@@ -1,5 +1,6 @@
 // exed: the daemon and its operator CLI. The composition root: the only file
 // that knows every part and wires them together.
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -149,6 +150,13 @@ int Serve(const exed::Config& cfg) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // A daemon reads no terminal. libssh also encodes the modes of a terminal
+  // on stdin into the pty requests the gateway makes to guests; a guest pty
+  // gets libssh's defaults instead of the operator's terminal settings.
+  if (int null_fd = ::open("/dev/null", O_RDONLY); null_fd >= 0) {
+    ::dup2(null_fd, STDIN_FILENO);
+    if (null_fd != STDIN_FILENO) ::close(null_fd);
+  }
   if (Migrate(cfg, true) != 0) return 1;
   sshd::ServerConfig scfg{cfg.listen_addr, cfg.ssh_port, cfg.state_dir + "/hostkeys", cfg.limits};
   sshd::Server server(scfg);

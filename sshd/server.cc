@@ -13,6 +13,8 @@
 #include <spdlog/spdlog.h>
 
 #include "control/pubkey.h"
+#include "control/names.h"
+#include "sshd/gateway.h"
 #include "sshd/hostkeys.h"
 #include "sshd/lobby.h"
 #include "sshd/terminal.h"
@@ -179,7 +181,7 @@ void Server::Handle(ssh_session session, std::string addr) {
                                         config_.limits.login_grace.count()));
     ok = false;
   }
-  if (ok) RunSession(c);
+  if (ok) Route(c);
   ssh_disconnect(session);
   ssh_free(session);
 }
@@ -245,7 +247,36 @@ bool Server::Authenticate(Conn& c, bool over_address_limit) {
   }
 }
 
-void Server::RunSession(Conn& c) {
+void Server::Route(Conn& c) {
+  auto caller = service_->Identify(c.key.fingerprint, c.key.Authorized(), c.addr);
+  auto login = control::ParseGatewayLogin(c.user);
+  if (!login || !caller || !caller->account_id) {
+    RunSession(c, caller, "", false);
+    return;
+  }
+  auto vm = service_->EnterableVm(*caller, login->vm);
+  if (!vm) {
+    // Not a VM this account may use, which includes one that does not exist:
+    // a plain name is just the lobby; "USER+VM" clearly meant a VM.
+    RunSession(c, caller, vm.error().message, login->explicit_user);
+    return;
+  }
+  auto slot = tracker_.AcquireAccount(caller->account_name, config_.limits.max_sessions_per_account);
+  if (!slot) {
+    spdlog::warn("limit=max_sessions_per_account account={} limit={}", caller->account_name,
+                 config_.limits.max_sessions_per_account);
+    RunSession(c, caller,
+               fmt::format("too many sessions for account {} (limit {}); close some and try again",
+                           caller->account_name, config_.limits.max_sessions_per_account),
+               true);
+    return;
+  }
+  Gateway gateway(c.session, *service_, *caller, *vm, login->user);
+  gateway.Run();
+}
+
+void Server::RunSession(Conn& c, const control::Result<control::Caller>& caller, const std::string& no_entry,
+                        bool refuse) {
   // Until the client opens a session and asks for a shell or a command, the
   // idle timeout applies to the socket as a whole.
   uint64_t idle = watchdog_.Arm(ssh_get_fd(c.session), Clock::now() + config_.limits.idle_timeout);
@@ -298,10 +329,12 @@ void Server::RunSession(Conn& c) {
   }
   ChannelTerminal terminal(channel);
   int exit_code = 1;
-  auto caller = service_->Identify(c.key.fingerprint, c.key.Authorized(), c.addr);
   ConnectionTracker::Slot account_slot;
+  bool file_transfer = mode == kSubsystem || (mode == kExec && command.rfind("scp ", 0) == 0);
   if (!caller) {
     terminal.WriteErr(caller.error().message + "\n");
+  } else if (!no_entry.empty() && (refuse || file_transfer)) {
+    terminal.WriteErr(no_entry + "\n");
   } else if (mode == kSubsystem) {
     terminal.WriteErr("the lobby does no file transfer; scp and sftp go to a VM: sftp VM@host\n");
   } else if (caller->account_id &&
@@ -317,7 +350,8 @@ void Server::RunSession(Conn& c) {
     opts.max_line_bytes = config_.limits.max_line_bytes;
     opts.max_stdin_bytes = config_.limits.max_stdin_bytes;
     opts.idle_timeout = config_.limits.idle_timeout;
-    Lobby lobby(*service_, terminal, *caller, opts);
+    control::Caller who = *caller;  // `register` fills in the account
+    Lobby lobby(*service_, terminal, who, opts);
     auto t0 = Clock::now();
     if (mode == kExec) {
       exit_code = lobby.RunOneShot(command);

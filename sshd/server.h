@@ -53,7 +53,12 @@ class Server {
   struct Conn;
   void Handle(ssh_session session, std::string addr);
   bool Authenticate(Conn& c, bool over_address_limit);
-  void RunSession(Conn& c);
+  // After authentication: into a VM through the gateway, or the lobby.
+  void Route(Conn& c);
+  // The lobby. `no_entry`, when set, is why the VM the login name asked for
+  // cannot be entered: said instead of running anything when `refuse`, and
+  // instead of the lobby's answer to file transfers.
+  void RunSession(Conn& c, const control::Result<control::Caller>& caller, const std::string& no_entry, bool refuse);
 
   const ServerConfig config_;
   control::Service* service_ = nullptr;  // set by Serve()

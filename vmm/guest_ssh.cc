@@ -77,6 +77,13 @@ control::Result<std::string> ProbeGuest(const GuestEndpoint& ep, std::chrono::mi
   return host_key;
 }
 
+control::Result<ssh_session> ConnectGuest(const GuestEndpoint& ep, std::chrono::milliseconds timeout) {
+  std::string host_key;
+  auto s = Connect(ep, timeout, &host_key);
+  if (!s) return s.error();
+  return s->release();
+}
+
 control::Result<int> RunInGuest(const GuestEndpoint& ep, const std::string& command,
                                 std::chrono::milliseconds timeout) {
   std::string host_key;

@@ -8,6 +8,8 @@
 #include <chrono>
 #include <string>
 
+#include <libssh/libssh.h>
+
 #include "control/result.h"
 
 namespace vmm {
@@ -21,6 +23,10 @@ struct GuestEndpoint {
 
 // Connects and authenticates. Returns the host key the guest presented.
 control::Result<std::string> ProbeGuest(const GuestEndpoint& ep, std::chrono::milliseconds timeout);
+// A connected session authenticated as ep.user, for the SSH gateway's relay.
+// The caller owns it (ssh_disconnect, then ssh_free). A host key that differs
+// from the pinned one is a kDenied error.
+control::Result<ssh_session> ConnectGuest(const GuestEndpoint& ep, std::chrono::milliseconds timeout);
 // Runs `command`; returns its exit status (-1 if the guest closed without one).
 control::Result<int> RunInGuest(const GuestEndpoint& ep, const std::string& command,
                                 std::chrono::milliseconds timeout);

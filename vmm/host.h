@@ -68,6 +68,9 @@ class Host {
   virtual std::vector<Image> Images() = 0;
   virtual control::Result<Image> FindImage(const std::string& name) = 0;
   virtual std::string accel_name() const = 0;
+  // The private key the host's SSH client (readiness probes, the SSH
+  // gateway) authenticates to guests with.
+  virtual std::string gateway_key_path() const = 0;
 
   // Applies an account's budget to its cgroup (made if missing): memory
   // limit, CPU quota of `cpus` CPUs, and a pids limit sized for `max_vms`.

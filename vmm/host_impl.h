@@ -50,7 +50,7 @@ class HostImpl : public Host {
   std::vector<std::pair<int64_t, int>> RunningVmProcesses() override;
 
   const std::string& gateway_public_key() const { return gateway_pub_; }
-  const std::string& gateway_key_path() const { return gateway_key_; }
+  std::string gateway_key_path() const override { return gateway_key_; }
   std::string_view cgroup_version() const { return cgroups_->version(); }
 
  private:
