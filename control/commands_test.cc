@@ -71,6 +71,24 @@ TEST(Commands, ShortFlagsAndSubcommands) {
   EXPECT_EQ(std::get<Help>(help->command).topic, "new");
 }
 
+TEST(Commands, Share) {
+  auto show = Parse("share show web --json");
+  ASSERT_TRUE(show.ok());
+  EXPECT_EQ(std::get<ShareShow>(show->command).name, "web");
+  EXPECT_TRUE(show->json);
+  auto allow = Parse("share access allow web bob");
+  ASSERT_TRUE(allow.ok());
+  EXPECT_EQ(std::get<ShareAccess>(allow->command).name, "web");
+  EXPECT_EQ(std::get<ShareAccess>(allow->command).account, "bob");
+  EXPECT_TRUE(std::get<ShareAccess>(allow->command).allow);
+  EXPECT_FALSE(std::get<ShareAccess>(Parse("share access deny web bob")->command).allow);
+  auto bad = Parse("share access permit web bob");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().kind, ErrorKind::kUsage);
+  EXPECT_NE(bad.error().message.find("'allow' or 'deny'"), std::string::npos) << bad.error().message;
+  EXPECT_FALSE(Parse("share access allow web").ok());
+}
+
 TEST(Commands, UnknownWordsSuggest) {
   auto r = Parse("nwe");
   ASSERT_FALSE(r.ok());

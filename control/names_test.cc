@@ -163,3 +163,28 @@ TEST(RandomVmName, EveryNameIsAValidVmName) {
 
 }  // namespace
 }  // namespace control
+
+TEST(ParseGatewayLogin, VmOrUserPlusVm) {
+  using control::ParseGatewayLogin;
+  auto plain = ParseGatewayLogin("web-1");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->vm, "web-1");
+  EXPECT_EQ(plain->user, "");
+  EXPECT_FALSE(plain->explicit_user);
+  auto root = ParseGatewayLogin("root+web-1");
+  ASSERT_TRUE(root);
+  EXPECT_EQ(root->user, "root");
+  EXPECT_EQ(root->vm, "web-1");
+  EXPECT_TRUE(root->explicit_user);
+  EXPECT_EQ(ParseGatewayLogin("_svc-2+box")->user, "_svc-2");
+}
+
+TEST(ParseGatewayLogin, AnythingElseIsNotAVm) {
+  using control::ParseGatewayLogin;
+  for (const char* s : {"", "lobby", "Root", "ab", "a+", "+web-1", "Bad+web-1", "1x+web-1", "a b+web-1",
+                        "web_1", "x+y+web-1", "-web"}) {
+    EXPECT_FALSE(ParseGatewayLogin(s)) << s;
+  }
+  EXPECT_FALSE(ParseGatewayLogin(std::string(33, 'u') + "+web-1"));
+  EXPECT_TRUE(ParseGatewayLogin(std::string(32, 'u') + "+web-1"));
+}
