@@ -90,6 +90,11 @@ void ClientClose(ssh_session, ssh_channel, void* u) { static_cast<Pair*>(u)->cli
 void GuestEof(ssh_session, ssh_channel, void* u) { static_cast<Pair*>(u)->guest_eof = true; }
 void GuestClose(ssh_session, ssh_channel, void* u) { static_cast<Pair*>(u)->guest_closed = true; }
 
+void ClientAgentRequest(ssh_session, ssh_channel, void* u) {
+  auto* p = static_cast<Pair*>(u);
+  if (p->guest && !p->guest_closed) ssh_channel_request_auth_agent(p->guest);
+}
+
 void ClientSignal(ssh_session, ssh_channel, const char* signal, void* u) {
   auto* p = static_cast<Pair*>(u);
   if (p->guest && !p->guest_closed) ssh_channel_request_send_signal(p->guest, signal);
@@ -156,6 +161,12 @@ int Gateway::MessageThunk(ssh_session, ssh_message msg, void* self) {
   return static_cast<Gateway*>(self)->OnMessage(msg);
 }
 
+int Gateway::GuestMessageThunk(ssh_session, ssh_message msg, void* self) {
+  return static_cast<Gateway*>(self)->OnGuestMessage(msg);
+}
+
+ssh_channel Gateway::AgentThunk(ssh_session, void* self) { return static_cast<Gateway*>(self)->OnGuestAgentOpen(); }
+
 void Gateway::Run() {
   spdlog::info("event=gateway-open account={} vm={} user={} source={}", caller_.account_name, vm_.name,
                user_.empty() ? "(image)" : user_, caller_.source_addr);
@@ -195,6 +206,11 @@ bool Gateway::EnsureGuest(ssh_channel notices) {
     return false;
   }
   guest_ = *s;
+  ssh_callbacks_init(&guest_callbacks_);
+  guest_callbacks_.userdata = this;
+  guest_callbacks_.channel_open_request_auth_agent_function = &Gateway::AgentThunk;
+  ssh_set_callbacks(guest_, &guest_callbacks_);
+  ssh_set_message_callback(guest_, &Gateway::GuestMessageThunk, this);
   ssh_set_blocking(guest_, 0);
   ssh_event_add_session(event_, guest_);
   return true;
@@ -232,6 +248,7 @@ Gateway::Pair* Gateway::NewPair(ssh_channel client, ssh_channel guest) {
   p->client_cb.channel_eof_function = ClientEof;
   p->client_cb.channel_close_function = ClientClose;
   p->client_cb.channel_signal_function = ClientSignal;
+  p->client_cb.channel_auth_agent_req_function = ClientAgentRequest;
   ssh_set_channel_callbacks(client, &p->client_cb);
   if (guest) {
     ssh_callbacks_init(&p->guest_cb);
@@ -254,9 +271,82 @@ int Gateway::OnMessage(ssh_message msg) {
       return OnChannelOpen(msg);
     case SSH_REQUEST_CHANNEL:
       return OnChannelRequest(msg);
+    case SSH_REQUEST_GLOBAL:
+      return OnGlobalRequest(msg);
     default:
-      return 1;  // global requests (-R, keepalives) and the rest: refused
+      return 1;
   }
+}
+
+int Gateway::OnGlobalRequest(ssh_message msg) {
+  int kind = ssh_message_subtype(msg);
+  if (kind != SSH_GLOBAL_REQUEST_TCPIP_FORWARD && kind != SSH_GLOBAL_REQUEST_CANCEL_TCPIP_FORWARD) return 1;
+  const char* addr = ssh_message_global_request_address(msg);
+  int port = ssh_message_global_request_port(msg);
+  if (!EnsureGuest(nullptr)) return 1;
+  Blocking b(guest_);
+  if (kind == SSH_GLOBAL_REQUEST_CANCEL_TCPIP_FORWARD) {
+    if (ssh_channel_cancel_forward(guest_, addr, port) != SSH_OK) return 1;
+    ssh_message_global_request_reply_success(msg, 0);
+    return 0;
+  }
+  // The guest's sshd listens (on its side) and opens forwarded-tcpip
+  // channels to us for each connection, which OnGuestMessage passes on.
+  int bound = 0;
+  if (ssh_channel_listen_forward(guest_, addr, port, &bound) != SSH_OK) {
+    spdlog::info("event=gateway-listen-refused vm={} port={} error=\"{}\"", vm_.name, port, ssh_get_error(guest_));
+    return 1;
+  }
+  ssh_message_global_request_reply_success(msg, static_cast<uint16_t>(bound));
+  return 0;
+}
+
+int Gateway::OnGuestMessage(ssh_message msg) {
+  if (ssh_message_type(msg) != SSH_REQUEST_CHANNEL_OPEN || ssh_message_subtype(msg) != SSH_CHANNEL_FORWARDED_TCPIP) {
+    return 1;
+  }
+  const char* addr = ssh_message_channel_request_open_destination(msg);
+  int port = ssh_message_channel_request_open_destination_port(msg);
+  const char* orig = ssh_message_channel_request_open_originator(msg);
+  int orig_port = ssh_message_channel_request_open_originator_port(msg);
+  ssh_channel up = ssh_channel_new(client_);
+  {
+    Blocking b(client_);
+    if (!up || ssh_channel_open_reverse_forward(up, addr ? addr : "localhost", port, orig ? orig : "127.0.0.1",
+                                                orig_port) != SSH_OK) {
+      if (up) ssh_channel_free(up);
+      return 1;
+    }
+  }
+  ssh_channel guest = ssh_message_channel_request_open_reply_accept(msg);
+  if (!guest) {
+    ssh_channel_close(up);
+    ssh_channel_free(up);
+    return 0;
+  }
+  NewPair(up, guest);
+  return 0;
+}
+
+ssh_channel Gateway::OnGuestAgentOpen() {
+  // Only asked for after the user's client sent auth-agent-req (ssh -A); the
+  // client then accepts agent channels.
+  ssh_channel up = ssh_channel_new(client_);
+  {
+    Blocking b(client_);
+    if (!up || ssh_channel_open_auth_agent(up) != SSH_OK) {
+      if (up) ssh_channel_free(up);
+      return nullptr;
+    }
+  }
+  ssh_channel guest = ssh_channel_new(guest_);
+  if (!guest) {
+    ssh_channel_close(up);
+    ssh_channel_free(up);
+    return nullptr;
+  }
+  NewPair(up, guest);
+  return guest;
 }
 
 int Gateway::OnChannelOpen(ssh_message msg) {

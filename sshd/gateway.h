@@ -6,7 +6,10 @@
 // against the one pinned at first boot, and mirrors the client's channels
 // onto it one for one: session channels with pty-req, env, shell, exec,
 // subsystem, window-change and signal; exit-status, exit-signal, EOF and
-// close coming back; stdout and stderr apart; and direct-tcpip (ssh -L).
+// close coming back; stdout and stderr apart; direct-tcpip (ssh -L);
+// tcpip-forward with its forwarded-tcpip channels (ssh -R); and agent
+// forwarding (ssh -A: the guest's agent channels become channels to the
+// user's client).
 //
 // One thread per connection (the server's), one ssh_event for both
 // sessions. Flow control: a data callback forwards at most what the other
@@ -49,9 +52,15 @@ class Gateway {
   int OnMessage(ssh_message msg);
   int OnChannelOpen(ssh_message msg);
   int OnChannelRequest(ssh_message msg);
+  int OnGlobalRequest(ssh_message msg);
+  // Channels the guest opens towards the user (-R connections, agent).
+  int OnGuestMessage(ssh_message msg);
+  ssh_channel OnGuestAgentOpen();
   Pair* NewPair(ssh_channel client, ssh_channel guest);
   void Pump();
   static int MessageThunk(ssh_session, ssh_message msg, void* self);
+  static int GuestMessageThunk(ssh_session, ssh_message msg, void* self);
+  static ssh_channel AgentThunk(ssh_session, void* self);
 
   ssh_session client_;
   control::Service& service_;
@@ -59,6 +68,7 @@ class Gateway {
   db::Vm vm_;
   std::string user_;
   ssh_session guest_ = nullptr;
+  ssh_callbacks_struct guest_callbacks_{};
   ssh_event event_ = nullptr;
   std::map<ssh_channel, std::unique_ptr<Pair>> pairs_;  // keyed by the client channel
 };
