@@ -43,10 +43,11 @@ def gw_argv(vm, command, *options):
 
 
 def qemu_pid(vm):
-    vm_id = subprocess.run(["psql", EXED.db_url, "-qAtc", f"SELECT id FROM vms WHERE name = '{vm}'"],
-                           capture_output=True, text=True, check=True).stdout.strip()
-    out = subprocess.run(["pgrep", "-f", "--", f"-name exed-vm-{vm_id}( |$)"], capture_output=True, text=True).stdout.split()
-    return int(out[0])
+    """The VM's QEMU, as exed recorded it (other exeds on this machine have VMs with the same ids)."""
+    pid = subprocess.run(["psql", EXED.db_url, "-qAtc", f"SELECT pid FROM vms WHERE name = '{vm}'"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert pid and os.path.exists(f"/proc/{pid}"), f"no QEMU recorded for {vm}: {pid!r}"
+    return int(pid)
 
 
 class FlowControl(unittest.TestCase):
