@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "control/api_token.h"
 #include "control/budget.h"
 #include "control/suggest.h"
 
@@ -34,6 +35,22 @@ const std::vector<CommandSpec>& CommandSpecs() {
        "cannot be removed: add another first.",
        {}},
       {"ssh-key rename", "FINGERPRINT|COMMENT NEW-COMMENT", "change an SSH key's comment", "Renames a key.", {}},
+      {"ssh-key generate-api-key", "", "make a token for the HTTPS /exec API",
+       "Makes a bearer token for the HTTPS API, which runs one command (the request body)\n"
+       "and answers JSON:\n"
+       "  curl -H 'Authorization: Bearer TOKEN' --data 'ls' https://DOMAIN/exec\n"
+       "The token is shown once; only its hash is kept. It never expires unless --exp\n"
+       "is given, and may run every command unless --cmds limits it ('help' always\n"
+       "works). A token cannot make tokens. 'ssh-key revoke-api-key' ends it.",
+       {{"--label", "TEXT", "name for the token (default: api-key-N)"},
+        {"--cmds", "A,B", "the only commands it may run, like 'ls,new,whoami' or 'ls,ssh-key list'"},
+        {"--exp", "DURATION", "lifetime, like 90m, 12h, 30d or 2w (default: never expires)"}}},
+      {"ssh-key api-keys", "", "list your API tokens",
+       "Lists your API tokens that are not revoked: id, label, commands, expiry, last use.\n"
+       "Tokens themselves are not kept, so they cannot be shown again.",
+       {}},
+      {"ssh-key revoke-api-key", "ID|LABEL", "revoke an API token",
+       "Revokes a token, named by its id or label: requests with it fail from now on.", {}},
       {"new", "", "create a VM and wait until it answers SSH",
        "Creates a VM from an image and starts it. Its --cpus and --memory may each be up\n"
        "to your whole budget (VMs share it); --disk counts against the budget's disk.\n"
@@ -272,7 +289,7 @@ Result<Request> ParseRequest(const std::vector<std::string>& words) {
   auto parsed = Tokenize(words);
   if (!parsed) return parsed.error();
   Parsed& p = parsed.value();
-  if (p.help) return Request{Help{p.spec ? p.spec->name : p.args[0]}, p.json};
+  if (p.help) return Request{Help{p.spec ? p.spec->name : p.args[0]}, p.json, "help"};
   const std::string& n = p.spec->name;
   auto check = [&](size_t min, size_t max) { return ArgCount(p, min, max); };
   Command cmd;
@@ -297,6 +314,29 @@ Result<Request> ParseRequest(const std::vector<std::string>& words) {
   } else if (n == "ssh-key rename") {
     if (auto s = check(2, 2); !s) return s.error();
     cmd = SshKeyRename{p.args[0], p.args[1]};
+  } else if (n == "ssh-key generate-api-key") {
+    if (auto s = check(0, 0); !s) return s.error();
+    ApiKeyGenerate g{Flag(p, "--label")};
+    if (Has(p, "--label")) {
+      if (auto e = CheckTokenLabel(g.label)) return UsageError(*e);
+    }
+    if (Has(p, "--cmds")) {
+      auto cmds = ParseCommandList(Flag(p, "--cmds"));
+      if (!cmds) return cmds.error();
+      g.cmds = std::move(*cmds);
+    }
+    if (Has(p, "--exp")) {
+      auto d = ParseDuration(Flag(p, "--exp"));
+      if (!d) return d.error();
+      g.expires_in = *d;
+    }
+    cmd = std::move(g);
+  } else if (n == "ssh-key api-keys") {
+    if (auto s = check(0, 0); !s) return s.error();
+    cmd = ApiKeyList{};
+  } else if (n == "ssh-key revoke-api-key") {
+    if (auto s = check(1, 1); !s) return s.error();
+    cmd = ApiKeyRevoke{p.args[0]};
   } else if (n == "exit") {
     if (auto s = check(0, 0); !s) return s.error();
     cmd = Exit{};
@@ -362,7 +402,7 @@ Result<Request> ParseRequest(const std::vector<std::string>& words) {
   } else {
     return InternalError("command '" + n + "' has a spec but no parser");  // a bug: every spec is parsed above
   }
-  return Request{std::move(cmd), p.json};
+  return Request{std::move(cmd), p.json, n};
 }
 
 std::string HelpText(std::string_view ssh_hint) {

@@ -23,6 +23,14 @@ struct SshKeyAdd {
 };
 struct SshKeyRemove { std::string which; };  // fingerprint or comment
 struct SshKeyRename { std::string which; std::string comment; };
+// API tokens of the HTTPS /exec API (api_keys.cc).
+struct ApiKeyGenerate {
+  std::string label;                  // empty: "api-key-N"
+  std::vector<std::string> cmds;      // command names it may run; empty: all
+  std::optional<int64_t> expires_in;  // seconds; unset: never expires
+};
+struct ApiKeyList {};
+struct ApiKeyRevoke { std::string which; };  // id or label
 struct Register { std::string name; std::string invite; };
 struct Exit {};
 
@@ -57,11 +65,13 @@ struct ShareAccess { std::string name; std::string account; bool allow = true; }
 
 using Command = std::variant<Help, Whoami, SshKeyList, SshKeyAdd, SshKeyRemove, SshKeyRename, Register, Exit, NewVm,
                              ListVms, RemoveVms, StopVm, StartVm, RestartVm, RenameVm, CopyVm, TagVm, StatVm, ResizeVm,
-                             VmLogs, ShowBudget, ListImages, ShareShow, ShareAccess>;
+                             VmLogs, ShowBudget, ListImages, ShareShow, ShareAccess,
+                             ApiKeyGenerate, ApiKeyList, ApiKeyRevoke>;
 
 struct Request {
   Command command;
   bool json = false;
+  std::string name;  // the spec's name ("ssh-key list"); "help" for any help request
 };
 
 struct FlagSpec {

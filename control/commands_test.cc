@@ -98,5 +98,49 @@ TEST(Commands, UnknownWordsSuggest) {
   EXPECT_NE(f.error().message.find("did you mean '--name'"), std::string::npos) << f.error().message;
 }
 
+TEST(Commands, ApiKeys) {
+  auto g = Parse("ssh-key generate-api-key --label ci --cmds 'ls,whoami,ssh-key list' --exp 30d --json");
+  ASSERT_TRUE(g.ok()) << g.error().message;
+  EXPECT_TRUE(g->json);
+  EXPECT_EQ(g->name, "ssh-key generate-api-key");
+  const auto& k = std::get<ApiKeyGenerate>(g->command);
+  EXPECT_EQ(k.label, "ci");
+  EXPECT_EQ(k.cmds, (std::vector<std::string>{"ls", "whoami", "ssh-key list"}));
+  EXPECT_EQ(k.expires_in, 30 * 86400);
+  auto plain = Parse("ssh-key generate-api-key");
+  ASSERT_TRUE(plain.ok());
+  const auto& d = std::get<ApiKeyGenerate>(plain->command);
+  EXPECT_TRUE(d.label.empty());
+  EXPECT_TRUE(d.cmds.empty()) << "no --cmds: every command";
+  EXPECT_FALSE(d.expires_in.has_value()) << "no --exp: never expires";
+  EXPECT_EQ(std::get<ApiKeyGenerate>(Parse("ssh-key generate-api-key --exp=90m")->command).expires_in, 5400);
+
+  EXPECT_TRUE(std::holds_alternative<ApiKeyList>(Parse("ssh-key api-keys --json")->command));
+  EXPECT_EQ(std::get<ApiKeyRevoke>(Parse("ssh-key revoke-api-key ci")->command).which, "ci");
+  EXPECT_EQ(Parse("ssh-key revoke-api-key 12")->name, "ssh-key revoke-api-key");
+  EXPECT_FALSE(Parse("ssh-key revoke-api-key").ok());
+  EXPECT_FALSE(Parse("ssh-key api-keys extra").ok());
+}
+
+TEST(Commands, ApiKeyBadFlagsAreUsageErrors) {
+  for (const char* line : {"ssh-key generate-api-key --cmds ls,nosuch", "ssh-key generate-api-key --cmds ''",
+                           "ssh-key generate-api-key --exp 30", "ssh-key generate-api-key --exp soon",
+                           "ssh-key generate-api-key --label 'two words'", "ssh-key generate-api-key --label 42",
+                           "ssh-key generate-api-key extra"}) {
+    auto r = Parse(line);
+    ASSERT_FALSE(r.ok()) << line;
+    EXPECT_EQ(r.error().kind, ErrorKind::kUsage) << line;
+  }
+  auto r = Parse("ssh-key generate-api-key --cmds 'ls,ssh-key lst'");
+  EXPECT_NE(r.error().message.find("'ssh-key lst'"), std::string::npos) << r.error().message;
+}
+
+TEST(Commands, RequestsCarryTheirCommandName) {
+  EXPECT_EQ(Parse("ls -l")->name, "ls");
+  EXPECT_EQ(Parse("ssh-key list")->name, "ssh-key list");
+  EXPECT_EQ(Parse("new --help")->name, "help");
+  EXPECT_EQ(Parse("help new")->name, "help");
+}
+
 }  // namespace
 }  // namespace control

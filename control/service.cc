@@ -128,6 +128,9 @@ Result<std::string> Service::Run(Caller& caller, const Request& req, const Stdin
   if (auto* a = std::get_if<SshKeyAdd>(&c)) return DoKeyAdd(caller, *a, read_stdin, req.json);
   if (auto* r = std::get_if<SshKeyRemove>(&c)) return DoKeyRemove(caller, *r, req.json);
   if (auto* r = std::get_if<SshKeyRename>(&c)) return DoKeyRename(caller, *r, req.json);
+  if (auto* g = std::get_if<ApiKeyGenerate>(&c)) return DoApiKeyGenerate(caller, *g, req.json);
+  if (std::holds_alternative<ApiKeyList>(c)) return DoApiKeyList(caller, req.json);
+  if (auto* r = std::get_if<ApiKeyRevoke>(&c)) return DoApiKeyRevoke(caller, *r, req.json);
   return RunVmCommand(caller, req, read_stdin, progress);
 }
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "control/commands.h"
+#include "control/rate_limit.h"
 #include "control/result.h"
 #include "db/accounts.h"
 #include "db/pool.h"
@@ -45,6 +46,11 @@ struct ServiceConfig {
   std::string ssh_host = "localhost";
   int ssh_port = 2222;
   std::chrono::seconds boot_timeout{180};
+  // The HTTPS /exec API (api.cc): requests per second per token, the burst
+  // allowed above that rate, and the largest request body.
+  double api_rate_per_second = 10;
+  double api_burst = 20;
+  size_t api_max_body_bytes = 64 * 1024;
   std::string no_vms_reason;  // why VM commands cannot work here, if they cannot
 };
 
@@ -62,6 +68,13 @@ struct Reply {
   std::string err;   // for stderr; set exactly when exit_code != 0
   int exit_code = 0;  // 0 ok, 1 failed, 2 usage
   bool end_session = false;
+};
+
+// The answer of the HTTPS /exec API: an HTTP status and a JSON body, the
+// command's JSON on 200, {"error": "..."} otherwise.
+struct ApiReply {
+  int status = 200;
+  std::string json;
 };
 
 // Reads the caller's stdin to EOF (for "ssh-key add < key.pub").
@@ -87,6 +100,12 @@ class Service {
   // Runs a parsed request. Register updates `caller`. Never throws.
   Reply Execute(Caller& caller, const Request& request, const StdinReader& read_stdin,
                 const Progress& progress = {});
+  // POST /exec (api.cc): runs `body`, one lobby command line, as the account
+  // of the bearer token in `authorization_header` ("Bearer exed_..."), with
+  // --json implied and no stdin. 401 bad token, 403 command not allowed to the
+  // token, 413 body too big, 429 over the token's rate; the command's own
+  // errors: 400 usage or invalid value, 404, 409, 403 denied, 500. Never throws.
+  ApiReply ExecApi(const std::string& authorization_header, const std::string& body, const std::string& source_addr);
 
   // What an unregistered key is told when it tries a command.
   std::string NotRegisteredMessage(const Caller& caller) const;
@@ -147,12 +166,17 @@ class Service {
   Result<std::string> DoKeyAdd(const Caller& caller, const SshKeyAdd& c, const StdinReader& read_stdin, bool json);
   Result<std::string> DoKeyRemove(const Caller& caller, const SshKeyRemove& c, bool json);
   Result<std::string> DoKeyRename(const Caller& caller, const SshKeyRename& c, bool json);
+  // API tokens (api_keys.cc).
+  Result<std::string> DoApiKeyGenerate(const Caller& caller, const ApiKeyGenerate& c, bool json);
+  Result<std::string> DoApiKeyList(const Caller& caller, bool json);
+  Result<std::string> DoApiKeyRevoke(const Caller& caller, const ApiKeyRevoke& c, bool json);
 
   db::Pool& pool_;
   const ServiceConfig config_;
   vmm::Host* host_;
   vmm::VmLocks own_locks_;
   vmm::VmLocks* locks_;
+  RateLimiter api_limiter_{config_.api_rate_per_second, config_.api_burst};  // per API token id
 };
 
 }  // namespace control
