@@ -89,6 +89,26 @@ const std::vector<CommandSpec>& CommandSpecs() {
        "'allow' lets ACCOUNT reach the VM through this SSH front (ssh, scp, sftp,\n"
        "port forwarding), as you can; 'deny' withdraws it. Only the owner may change it.",
        {}},
+      {"share set-public", "VM", "let anyone open a VM's URL",
+       "Makes https://VM.DOMAIN/ answer everyone, logged in or not.", {}},
+      {"share set-private", "VM", "only you and those it is shared with may open a VM's URL",
+       "The default: others are sent to the login page first.", {}},
+      {"share add", "VM ACCOUNT", "let another account open a VM's private URL",
+       "ACCOUNT, once logged in in its browser, may open https://VM.DOMAIN/.", {}},
+      {"share remove", "VM ACCOUNT", "stop letting an account open a VM's URL", "Undoes 'share add'.", {}},
+      {"share port", "VM PORT", "which port of the VM its URL goes to",
+       "Sets the guest port https://VM.DOMAIN/ goes to (the image's default: 80). The\n"
+       "port forward is made when the VM starts: a running VM needs 'restart VM'.",
+       {}},
+      {"login", "CODE", "approve a login started in a browser",
+       "The login page at https://DOMAIN/ shows a code; approving it logs that browser in\n"
+       "as you. Approve only codes you started yourself.",
+       {}},
+      {"ca", "", "the certificate of this server's internal CA",
+       "Prints the CA certificate (PEM) that signs https://*.DOMAIN/, to trust it:\n"
+       "  ssh -p 2222 localhost ca > exed-ca.pem; curl --cacert exed-ca.pem https://...",
+       {},
+       false},
       {"exit", "", "leave the lobby", "Ends the session.", {}, false},
   };
   return *specs;
@@ -399,6 +419,23 @@ Result<Request> ParseRequest(const std::vector<std::string>& words) {
                                     p.args[0]));
     }
     cmd = ShareAccess{p.args[1], p.args[2], p.args[0] == "allow"};
+  } else if (n == "share set-public" || n == "share set-private") {
+    if (auto s = check(1, 1); !s) return s.error();
+    cmd = SharePublic{p.args[0], n == "share set-public"};
+  } else if (n == "share add" || n == "share remove") {
+    if (auto s = check(2, 2); !s) return s.error();
+    cmd = ShareWeb{p.args[0], p.args[1], n == "share add"};
+  } else if (n == "share port") {
+    if (auto s = check(2, 2); !s) return s.error();
+    auto port = ParseCount(p.args[1], 1, 65535, "PORT");
+    if (!port) return UsageError(port.error().message);
+    cmd = SharePort{p.args[0], static_cast<int>(*port)};
+  } else if (n == "login") {
+    if (auto s = check(1, 1); !s) return s.error();
+    cmd = WebLogin{p.args[0]};
+  } else if (n == "ca") {
+    if (auto s = check(0, 0); !s) return s.error();
+    cmd = ShowCa{};
   } else {
     return InternalError("command '" + n + "' has a spec but no parser");  // a bug: every spec is parsed above
   }

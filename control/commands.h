@@ -62,10 +62,15 @@ struct ListImages {};
 struct ShareShow { std::string name; };
 // share access allow|deny VM ACCOUNT
 struct ShareAccess { std::string name; std::string account; bool allow = true; };
+struct ShareWeb { std::string name; std::string account; bool add = true; };  // share add|remove VM ACCOUNT
+struct SharePublic { std::string name; bool is_public = true; };              // share set-public|set-private VM
+struct SharePort { std::string name; int port = 80; };                        // share port VM PORT
+struct WebLogin { std::string code; };                                        // login CODE
+struct ShowCa {};
 
 using Command = std::variant<Help, Whoami, SshKeyList, SshKeyAdd, SshKeyRemove, SshKeyRename, Register, Exit, NewVm,
                              ListVms, RemoveVms, StopVm, StartVm, RestartVm, RenameVm, CopyVm, TagVm, StatVm, ResizeVm,
-                             VmLogs, ShowBudget, ListImages, ShareShow, ShareAccess,
+                             VmLogs, ShowBudget, ListImages, ShareShow, ShareAccess, ShareWeb, SharePublic, SharePort, WebLogin, ShowCa,
                              ApiKeyGenerate, ApiKeyList, ApiKeyRevoke>;
 
 struct Request {

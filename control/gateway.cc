@@ -6,6 +6,7 @@
 #include "control/service.h"
 #include "db/audit.h"
 #include "db/shares.h"
+#include "db/web.h"
 #include "vmm/vm_def.h"
 
 namespace control {
@@ -83,20 +84,26 @@ Result<std::string> Service::DoShareShow(const Caller& caller, const ShareShow& 
     auto conn = pool_.Acquire();
     pqxx::work tx(*conn);
     auto shares = db::ListShares(tx, vm->id);
+    bool is_public = db::VmPublic(tx, vm->id);
     tx.commit();
     if (json_out) {
-      json ssh = json::array(), all = json::array();
+      json ssh = json::array(), web = json::array(), all = json::array();
       for (const auto& s : shares) {
         if (s.ssh) ssh.push_back(s.account);
+        if (s.web) web.push_back(s.account);
         all.push_back({{"account", s.account}, {"ssh", s.ssh}, {"web", s.web}});
       }
-      return Dump({{"vm", vm->name}, {"ssh_access", ssh}, {"shares", all}});
+      return Dump({{"vm", vm->name}, {"public", is_public}, {"port", vm->guest_web_port}, {"ssh_access", ssh},
+                   {"web_access", web}, {"shares", all}});
     }
+    std::string out = fmt::format("{}: URL {} (port {})\n", vm->name,
+                                  is_public ? "public, anyone may open it" : "private", vm->guest_web_port);
     if (shares.empty()) {
-      return fmt::format("{} is not shared; 'share access allow {} ACCOUNT' lets another account ssh in\n", vm->name,
-                         vm->name);
+      return out + fmt::format("not shared; 'share add {0} ACCOUNT' lets another account open the URL, 'share access "
+                               "allow {0} ACCOUNT' ssh in\n",
+                               vm->name);
     }
-    std::string out = fmt::format("{} is shared with:\n", vm->name);
+    out += "shared with:\n";
     for (const auto& s : shares) {
       std::string what = s.ssh && s.web ? "ssh, web" : (s.ssh ? "ssh" : "web");
       out += fmt::format("  {:<32} {}\n", s.account, what);

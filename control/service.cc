@@ -122,6 +122,7 @@ Result<std::string> Service::Run(Caller& caller, const Request& req, const Stdin
     return std::string(req.json ? "{}\n" : "bye\n");
   }
   if (auto* r = std::get_if<Register>(&c)) return DoRegister(caller, *r, req.json);
+  if (std::holds_alternative<ShowCa>(c)) return DoCa(req.json);
   if (!caller.account_id) return DeniedError(NotRegisteredMessage(caller));
   if (std::holds_alternative<Whoami>(c)) return DoWhoami(caller, req.json);
   if (std::holds_alternative<SshKeyList>(c)) return DoKeyList(caller, req.json);
@@ -131,6 +132,7 @@ Result<std::string> Service::Run(Caller& caller, const Request& req, const Stdin
   if (auto* g = std::get_if<ApiKeyGenerate>(&c)) return DoApiKeyGenerate(caller, *g, req.json);
   if (std::holds_alternative<ApiKeyList>(c)) return DoApiKeyList(caller, req.json);
   if (auto* r = std::get_if<ApiKeyRevoke>(&c)) return DoApiKeyRevoke(caller, *r, req.json);
+  if (auto* l = std::get_if<WebLogin>(&c)) return DoLogin(caller, *l, req.json);
   return RunVmCommand(caller, req, read_stdin, progress);
 }
 
@@ -157,6 +159,9 @@ Result<std::string> Service::RunVmCommand(const Caller& caller, const Request& r
   if (std::holds_alternative<ListImages>(c)) return DoImages(req.json);
   if (auto* h = std::get_if<ShareShow>(&c)) return DoShareShow(caller, *h, req.json);
   if (auto* a = std::get_if<ShareAccess>(&c)) return DoShareAccess(caller, *a, req.json);
+  if (auto* w = std::get_if<ShareWeb>(&c)) return DoShareWeb(caller, *w, req.json);
+  if (auto* p = std::get_if<SharePublic>(&c)) return DoSharePublic(caller, *p, req.json);
+  if (auto* p = std::get_if<SharePort>(&c)) return DoSharePort(caller, *p, req.json);
   return InternalError("command not implemented");  // a bug: every Command alternative is handled above
 }
 

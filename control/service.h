@@ -52,7 +52,31 @@ struct ServiceConfig {
   double api_burst = 20;
   size_t api_max_body_bytes = 64 * 1024;
   std::string no_vms_reason;  // why VM commands cannot work here, if they cannot
+  std::string ca_pem_path;    // the internal CA's certificate (`ca`); empty: none
+  int64_t web_login_ttl_seconds = 600;
+  int64_t web_session_ttl_seconds = 30 * 24 * 3600;
 };
+
+// What the HTTPS front needs to know about a VM's URL.
+struct WebTarget {
+  int64_t vm_id = 0;
+  std::string name;
+  int64_t owner_id = 0;
+  std::string owner;
+  std::string status;  // creating | running | stopped | crashed
+  int web_port = 0;    // the host loopback port forwarded to the guest's web port
+  int guest_web_port = 80;
+  bool is_public = false;
+};
+
+// A browser session: who, and the session's id (for logout and host tokens).
+struct WebIdentity {
+  int64_t session_id = 0;
+  int64_t account_id = 0;
+  std::string account;
+};
+
+enum class WebLoginState { kPending, kApproved, kGone };
 
 // Who is asking. The front fills it from the authenticated connection.
 struct Caller {
@@ -120,6 +144,28 @@ class Service {
   // where to reach its sshd, logged in as `user` (empty: the image's user).
   Result<vmm::GuestEndpoint> PrepareEntry(const Caller& caller, const db::Vm& vm, const std::string& user,
                                           const std::function<void(const std::string&)>& notice);
+  // The HTTPS front (web.cc). Each is one short transaction; blocking.
+  // The VM serving `name`'s URL; kNotFound if there is none.
+  Result<WebTarget> WebTargetFor(const std::string& name);
+  // True if `account_id` owns the VM or it is shared with it for the web.
+  Result<bool> MayView(const WebTarget& vm, int64_t account_id);
+  // A login begun in a browser: the code to show and the secret for its cookie.
+  Result<std::pair<std::string, std::string>> StartWebLogin(const std::string& source_addr,
+                                                             const std::string& user_agent);
+  // Polled by the browser: once approved, makes the apex session and returns
+  // its cookie value in `session_token` (the login is then used up).
+  Result<WebLoginState> FinishWebLogin(const std::string& code, const std::string& secret, std::string* session_token);
+  // The session whose cookie value is `token`, valid on `host` only.
+  Result<WebIdentity> WebSessionFor(const std::string& token, const std::string& host);
+  // A one-time token for `host`, minted from an apex session.
+  Result<std::string> MintHostToken(const WebIdentity& apex, const std::string& host);
+  // Exchanges a host token on `host` for that host's own session cookie value.
+  Result<std::string> RedeemHostToken(const std::string& token, const std::string& host, WebIdentity* who);
+  // Ends the browser's login: the session, its apex session and all its hosts'.
+  Status WebLogout(const WebIdentity& who);
+  // The VMs the apex page lists for an account.
+  Result<std::vector<db::Vm>> VmsOf(int64_t account_id);
+
   // The line the gateway shows for a VM the caller may not enter.
   std::string NoEntryMessage(const std::string& name) const;
 
@@ -150,6 +196,12 @@ class Service {
   Result<std::string> DoImages(bool json);
   Result<std::string> DoShareShow(const Caller& caller, const ShareShow& c, bool json);
   Result<std::string> DoShareAccess(const Caller& caller, const ShareAccess& c, bool json);
+  Result<std::string> DoShareWeb(const Caller& caller, const ShareWeb& c, bool json);
+  Result<std::string> DoSharePublic(const Caller& caller, const SharePublic& c, bool json);
+  Result<std::string> DoSharePort(const Caller& caller, const SharePort& c, bool json);
+  Result<std::string> DoLogin(const Caller& caller, const WebLogin& c, bool json);
+  Result<std::string> DoCa(bool json);
+  std::string ApexHost() const;
   // Records what a VM should be and is doing (after start/stop).
   Status RecordPower(int64_t vm_id, const std::string& desired, const std::string& status, int pid);
   // Inserts the row (budget checked under the account's row lock), boots it,

@@ -20,9 +20,13 @@ struct Share {
 // Grants or withdraws SSH access of `account_id` to `vm_id`; a row left with
 // no access at all is deleted. Returns whether anything changed.
 bool SetSshAccess(pqxx::transaction_base& tx, int64_t vm_id, int64_t account_id, bool allow);
+// The same for opening the VM's private URL (`share add|remove`).
+bool SetWebAccess(pqxx::transaction_base& tx, int64_t vm_id, int64_t account_id, bool allow);
 // Everyone the VM is shared with, by account name.
 std::vector<Share> ListShares(pqxx::transaction_base& tx, int64_t vm_id);
 // True if `account_id` owns `vm_id` or it is shared with it for SSH.
 bool MayEnter(pqxx::transaction_base& tx, int64_t vm_id, int64_t account_id);
+// True if `account_id` owns `vm_id` or it is shared with it for the web.
+bool MayView(pqxx::transaction_base& tx, int64_t vm_id, int64_t account_id);
 
 }  // namespace db

@@ -125,6 +125,15 @@ const std::vector<Key>& Keys() {
          c.accel = v;
          return control::Ok{};
        }},
+      {"tls", "HTTPS certificates: internal (a CA made on first start; 'ssh HOST ca' prints it) or files",
+       [](Config& c, const std::string& v) -> Status {
+         if (v != "internal" && v != "files") return InvalidError("config tls must be internal or files");
+         c.tls = v;
+         return control::Ok{};
+       }},
+      {"tls_cert", "with tls = files: PEM certificate chain for the domain and *.domain (re-read on SIGHUP)",
+       StrKey(&Config::tls_cert)},
+      {"tls_key", "with tls = files: its PEM private key", StrKey(&Config::tls_key)},
       {"images_dir", "where guest images live (STATE_DIR/images, or its runtime dir)", StrKey(&Config::images_dir)},
       {"qemu_binary", "QEMU to run (qemu-system-x86_64)", StrKey(&Config::qemu_binary)},
       {"default_image", "image of 'new' without --image (debian)",

@@ -30,6 +30,9 @@ struct Config {
   std::string runtime_dir;         // resolved at start (vmm/runtime_dir.h), not configured
   std::string qemu_binary = "qemu-system-x86_64";
   int reconcile_seconds = 10;
+  std::string tls = "internal";  // internal (a CA of our own) | files (tls_cert + tls_key)
+  std::string tls_cert;          // PEM: certificate, then intermediates
+  std::string tls_key;           // PEM: its private key
   control::ServiceConfig service;
   sshd::Limits limits;
 

@@ -21,6 +21,8 @@
 #include "db/migrate.h"
 #include "db/pool.h"
 #include "exed/config.h"
+#include "httpfront/certs.h"
+#include "httpfront/front.h"
 #include "sshd/server.h"
 #include "vmm/host_impl.h"
 #include "vmm/images.h"
@@ -149,6 +151,7 @@ int Serve(const exed::Config& cfg) {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   // A daemon reads no terminal. libssh also encodes the modes of a terminal
   // on stdin into the pty requests the gateway makes to guests; a guest pty
@@ -165,9 +168,27 @@ int Serve(const exed::Config& cfg) {
   // users what to type must name it.
   exed::Config shown = cfg;
   shown.ssh_port = server.port();
+  // The HTTPS front: certificates first, so a bad tls_cert stops us here.
+  std::unique_ptr<httpfront::CertStore> certs;
+  {
+    auto opened = cfg.tls == "files" ? httpfront::OpenCertFiles(cfg.tls_cert, cfg.tls_key)
+                                     : httpfront::OpenInternalCa(cfg.state_dir + "/ca", cfg.domain);
+    if (!opened) return Fail(opened.error().message);
+    certs = std::move(*opened);
+  }
+  httpfront::FrontConfig fcfg;
+  fcfg.listen_addr = cfg.listen_addr;
+  fcfg.https_port = cfg.https_port;
+  fcfg.http_port = cfg.http_port;
+  fcfg.domain = cfg.domain;
+  fcfg.ssh_hint = shown.SshHint();
+  httpfront::Front front(fcfg, *certs);
+  if (auto s = front.Listen(); !s) return Fail(s.error().message);
   control::ServiceConfig service_cfg = cfg.service;
   service_cfg.ssh_hint = shown.SshHint();
   service_cfg.ssh_port = server.port();
+  service_cfg.https_port = front.https_port();
+  if (cfg.tls == "internal") service_cfg.ca_pem_path = cfg.state_dir + "/ca/ca.pem";
   db::Pool pool(cfg.database_url, cfg.db_pool_size);
   vmm::VmLocks locks;
   auto host = MakeHost(cfg);
@@ -184,19 +205,38 @@ int Serve(const exed::Config& cfg) {
   }
   control::Service service(pool, service_cfg, host ? host->get() : nullptr, &locks);
 
+  std::thread https([&] { front.Run(service); });
+  https.detach();
   std::thread signals([&] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    spdlog::info("event=stopping signal={}", sig);
-    server.Stop();
+    while (true) {
+      int sig = 0;
+      sigwait(&set, &sig);
+      if (sig == SIGHUP) {
+        // New certificate files: new handshakes get them, open connections keep theirs.
+        auto s = certs->Reload();
+        if (s) {
+          spdlog::info("event=tls-reloaded");
+        } else {
+          spdlog::error("event=tls-reload-failed error=\"{}\"", s.error().message);
+        }
+        continue;
+      }
+      spdlog::info("event=stopping signal={}", sig);
+      front.Stop();
+      server.Stop();
+      return;
+    }
   });
   signals.detach();
 
-  spdlog::info("event=listening ssh={}:{} registration={}", cfg.listen_addr, server.port(),
+  spdlog::info("event=listening ssh={}:{} https={}:{} http={}:{} domain={} registration={}", cfg.listen_addr,
+               server.port(), cfg.listen_addr, front.https_port(), cfg.listen_addr, front.http_port(), cfg.domain,
                control::RegistrationName(cfg.service.registration));
   std::cout << "exed is up. In another terminal:\n\n"
             << "  " << shown.SshHint() << "                 # the lobby: register, then 'help'\n"
-            << "  " << shown.SshHint() << " whoami --json   # one-shot commands\n\n"
+            << "  " << shown.SshHint() << " whoami --json   # one-shot commands\n"
+            << "  https://" << cfg.domain << ":" << front.https_port() << "/   # the web side ("
+            << shown.SshHint() << " ca > exed-ca.pem to trust its CA)\n\n"
             << "Operator: exed admin --help. Stop with Ctrl-C.\n"
             << std::flush;
   server.Serve(service);

@@ -65,7 +65,8 @@ class Exed:
         self.start()
 
     def env(self):
-        env = dict(os.environ, DATABASE_URL=self.db_url, EXED_STATE_DIR=self.state, EXED_SSH_PORT="0")
+        env = dict(os.environ, DATABASE_URL=self.db_url, EXED_STATE_DIR=self.state, EXED_SSH_PORT="0",
+                   EXED_HTTPS_PORT="0", EXED_HTTP_PORT="0")
         for k, v in self.settings.items():
             env["EXED_" + k.upper()] = str(v)
         return env
@@ -75,15 +76,21 @@ class Exed:
         self.proc = subprocess.Popen([EXED, "serve"], env=self.env(), stdout=subprocess.PIPE, stderr=self.log,
                                      text=True)
         line_port = None
+        self.https_port = None
         deadline = time.time() + 30
-        while time.time() < deadline and line_port is None:
+        while time.time() < deadline and (line_port is None or self.https_port is None):
             line = self.proc.stdout.readline()
             if not line:
                 raise AssertionError("exed exited before listening; log: " + self.read_log()[-2000:])
             m = re.search(r"ssh -p (\d+) ", line)
-            if m:
+            if m and line_port is None:
                 line_port = int(m.group(1))
+            m = re.search(r"https://[^/ ]+:(\d+)/", line)
+            if m:
+                self.https_port = int(m.group(1))
         self.port = line_port
+        m = re.search(r"http=[^ ]+:(\d+) ", self.read_log())
+        self.http_port = int(m.group(1)) if m else None
         # Keep draining stdout so exed never blocks on a full pipe.
         self._drain = subprocess.Popen(["cat"], stdin=self.proc.stdout, stdout=subprocess.DEVNULL)
 
@@ -142,19 +149,40 @@ class Key:
         atexit.register(shutil.rmtree, self.dir, True)
 
 
-def ssh_args(exed, key=None, extra=(), known_hosts="/dev/null", strict="no", log_level="ERROR"):
-    """ssh's argv. log_level INFO shows what a user sees by default, such as disconnect reasons."""
+def ssh_args(exed, key=None, extra=(), known_hosts="/dev/null", strict="no", log_level="ERROR", dest="localhost"):
+    """ssh's argv. log_level INFO shows what a user sees by default, such as disconnect reasons.
+    dest is the destination, e.g. "VM@localhost" for the gateway."""
     args = ["ssh", "-p", str(exed.port), "-o", "BatchMode=yes", "-o", f"StrictHostKeyChecking={strict}",
             "-o", f"UserKnownHostsFile={known_hosts}", "-o", f"LogLevel={log_level}", "-o", "ConnectTimeout=10"]
     if key:
         args += ["-i", key.path, "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none"]
-    return args + list(extra) + ["localhost"]
+    return args + list(extra) + [dest]
 
 
-def ssh(exed, key, *command, input=None, timeout=30, extra=()):
+def ssh(exed, key, *command, input=None, timeout=30, extra=(), dest="localhost"):
     """Runs a one-shot command; returns CompletedProcess (stdout, stderr, returncode)."""
-    return subprocess.run(ssh_args(exed, key, extra) + list(command), input=input, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(ssh_args(exed, key, extra, dest=dest) + list(command), input=input, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _client_options(key):
+    """The options ssh_args gives, for scp and sftp (which take -P, not -p)."""
+    args = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"]
+    if key:
+        args += ["-i", key.path, "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none"]
+    return args
+
+
+def scp_args(exed, key, legacy=False):
+    """scp's argv up to the file operands; legacy=True is `scp -O` (the scp/rcp protocol,
+    `scp -t`/`scp -f` on the far side) instead of OpenSSH 9's default SFTP mode."""
+    return ["scp", "-q", "-P", str(exed.port)] + (["-O"] if legacy else []) + _client_options(key)
+
+
+def sftp_args(exed, key, dest):
+    """sftp's argv in batch mode, reading its commands from stdin (`-b -`)."""
+    return ["sftp", "-q", "-b", "-", "-P", str(exed.port)] + _client_options(key) + [dest]
 
 
 def ssh_json(exed, key, *command):
@@ -195,6 +223,19 @@ class Tmux:
             return wait_for(lambda: text in self.screen(), timeout, f"{text!r} on screen")
         except AssertionError as e:
             raise AssertionError(f"{e}; screen is:\n{self.screen()}") from None
+
+    def pane_size(self):
+        """(columns, rows) of the session's pane: what a program in it should see."""
+        out = self._tmux("display-message", "-p", "-t", self.name, "#{pane_width} #{pane_height}").stdout.split()
+        return int(out[0]), int(out[1])
+
+    def resize(self, width, height):
+        """Resizes the window (and its one pane), as a user resizing the terminal would."""
+        self._tmux("resize-window", "-t", self.name, "-x", str(width), "-y", str(height))
+
+    def term(self):
+        """The TERM that programs in the pane get (tmux's default-terminal)."""
+        return self._tmux("show-options", "-gv", "default-terminal").stdout.strip()
 
     def close(self):
         self._tmux("kill-server", check=False)
