@@ -33,6 +33,11 @@ struct Config {
   std::string tls = "internal";  // internal (a CA of our own) | files (tls_cert + tls_key)
   std::string tls_cert;          // PEM: certificate, then intermediates
   std::string tls_key;           // PEM: its private key
+  int http_header_timeout = 20;  // seconds from a request's first byte to its last header
+  int http_idle_timeout = 60;    // seconds a kept-alive connection waits for the next request
+  int http_max_header_bytes = 16 * 1024;
+  int64_t http_max_body_mib = 0;  // 0: unlimited
+  int upstream_timeout = 120;     // seconds a VM may take to start its response
   control::ServiceConfig service;
   sshd::Limits limits;
 

@@ -182,6 +182,11 @@ int Serve(const exed::Config& cfg) {
   fcfg.http_port = cfg.http_port;
   fcfg.domain = cfg.domain;
   fcfg.ssh_hint = shown.SshHint();
+  fcfg.header_timeout = std::chrono::seconds(cfg.http_header_timeout);
+  fcfg.idle_timeout = std::chrono::seconds(cfg.http_idle_timeout);
+  fcfg.max_header_bytes = static_cast<size_t>(cfg.http_max_header_bytes);
+  fcfg.max_body_bytes = static_cast<uint64_t>(cfg.http_max_body_mib) << 20;
+  fcfg.upstream_timeout = std::chrono::seconds(cfg.upstream_timeout);
   httpfront::Front front(fcfg, *certs);
   if (auto s = front.Listen(); !s) return Fail(s.error().message);
   control::ServiceConfig service_cfg = cfg.service;
