@@ -89,6 +89,23 @@ TEST(Commands, Share) {
   EXPECT_FALSE(Parse("share access allow web").ok());
 }
 
+TEST(Commands, WebSharingLoginAndCa) {
+  EXPECT_TRUE(std::get<SharePublic>(Parse("share set-public web")->command).is_public);
+  EXPECT_FALSE(std::get<SharePublic>(Parse("share set-private web")->command).is_public);
+  auto add = Parse("share add web bob");
+  ASSERT_TRUE(add.ok());
+  EXPECT_EQ(std::get<ShareWeb>(add->command).account, "bob");
+  EXPECT_TRUE(std::get<ShareWeb>(add->command).add);
+  EXPECT_FALSE(std::get<ShareWeb>(Parse("share remove web bob")->command).add);
+  EXPECT_EQ(std::get<SharePort>(Parse("share port web 8080")->command).port, 8080);
+  EXPECT_FALSE(Parse("share port web 0").ok());
+  EXPECT_FALSE(Parse("share port web 70000").ok());
+  EXPECT_FALSE(Parse("share port web http").ok());
+  EXPECT_EQ(std::get<WebLogin>(Parse("login ABCD-EFGH")->command).code, "ABCD-EFGH");
+  EXPECT_FALSE(Parse("login").ok());
+  EXPECT_TRUE(std::holds_alternative<ShowCa>(Parse("ca")->command));
+}
+
 TEST(Commands, UnknownWordsSuggest) {
   auto r = Parse("nwe");
   ASSERT_FALSE(r.ok());
