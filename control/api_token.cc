@@ -5,34 +5,14 @@
 #include <cstdlib>
 
 #include <fmt/format.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
 
 #include "control/commands.h"
 #include "control/names.h"
+#include "control/secrets.h"
 
 namespace control {
 
 namespace {
-
-constexpr size_t kTokenBytes = 32;
-
-std::string Base64Url(const unsigned char* data, size_t n) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (size_t i = 0; i < n; ++i) {
-    acc = acc << 8 | data[i];
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kAlphabet[(acc >> bits) & 63]);
-    }
-  }
-  if (bits > 0) out.push_back(kAlphabet[(acc << (6 - bits)) & 63]);
-  return out;
-}
 
 bool IsBlank(char c) { return c == ' ' || c == '\t'; }
 
@@ -54,20 +34,14 @@ bool IsGroup(std::string_view name) {
 }  // namespace
 
 Result<std::string> NewApiToken() {
-  unsigned char raw[kTokenBytes];
-  if (RAND_bytes(raw, sizeof raw) != 1) return InternalError("could not get random bytes for a token; try again");
-  return std::string(kApiTokenPrefix) + Base64Url(raw, sizeof raw);
+  try {
+    return std::string(kApiTokenPrefix) + RandomToken(32);
+  } catch (const std::exception&) {
+    return InternalError("could not get random bytes for a token; try again");
+  }
 }
 
-std::string ApiTokenHash(std::string_view token) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  // SHA-256 of memory we own cannot fail short of memory exhaustion.
-  if (EVP_Digest(token.data(), token.size(), digest, &len, EVP_sha256(), nullptr) != 1) std::abort();
-  std::string hex;
-  for (unsigned int i = 0; i < len; ++i) hex += fmt::format("{:02x}", digest[i]);
-  return hex;
-}
+std::string ApiTokenHash(std::string_view token) { return Sha256Hex(token); }
 
 Result<std::string> BearerToken(std::string_view header) {
   header = Trim(header);
