@@ -1,6 +1,7 @@
 #include "vmm/console.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 
 namespace vmm {
@@ -26,6 +27,59 @@ std::vector<std::string> AnnouncedHostKeys(std::string_view console) {
     pos = end;
   }
   return out;
+}
+
+void ConsoleMarkers::Feed(std::string_view bytes) {
+  constexpr size_t kMaxLine = 4096;  // a host key line is ~100 bytes
+  while (!bytes.empty()) {
+    size_t nl = bytes.find('\n');
+    std::string_view piece = bytes.substr(0, nl);
+    if (!overlong_) {
+      if (partial_.size() + piece.size() > kMaxLine) {
+        overlong_ = true;
+        partial_.clear();
+      } else {
+        partial_.append(piece);
+      }
+    }
+    if (nl == std::string_view::npos) return;
+    if (!overlong_) Line(partial_);
+    partial_.clear();
+    overlong_ = false;
+    bytes.remove_prefix(nl + 1);
+  }
+}
+
+void ConsoleMarkers::Line(std::string_view line) {
+  while (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line == "exed-ready") ready_ = true;
+  if (line.rfind("exed-hostkey: ", 0) == 0) {
+    marker_lines_.append(line);
+    marker_lines_.push_back('\n');
+  }
+}
+
+void ConsoleWatch::Poll() {
+  std::ifstream in(path_, std::ios::binary | std::ios::ate);
+  if (!in) return;
+  auto size = static_cast<uint64_t>(in.tellg());
+  if (size < offset_) {  // replaced or truncated: start over
+    offset_ = 0;
+    markers_ = ConsoleMarkers();
+  }
+  if (size == offset_) return;
+  std::string data(std::min<uint64_t>(size - offset_, 1 << 20), '\0');
+  in.seekg(static_cast<std::streamoff>(offset_));
+  in.read(data.data(), static_cast<std::streamsize>(data.size()));
+  data.resize(static_cast<size_t>(in.gcount()));
+  offset_ += data.size();
+  markers_.Feed(data);
+}
+
+uint64_t ConsoleSize(const std::string& path) {
+  std::error_code ec;
+  auto n = std::filesystem::file_size(path, ec);
+  return ec ? 0 : static_cast<uint64_t>(n);
 }
 
 std::string TailFile(const std::string& path, size_t n, size_t max_bytes) {

@@ -155,6 +155,7 @@ Status HostImpl::WriteConfigDisk(const VmDef& vm, const Image& image) {
 }
 
 Result<Started> HostImpl::Create(const VmDef& vm, const Progress& progress, bool wait_ready) {
+  const auto t_begin = Clock::now();
   auto image = FindImage(vm.image);
   if (!image) return image.error();
   std::error_code ec;
@@ -175,12 +176,18 @@ Result<Started> HostImpl::Create(const VmDef& vm, const Progress& progress, bool
     (void)Destroy(vm);
     return s.error();
   }
+  spdlog::debug("event=vm-disk vm={} ms={}", vm.name,
+                std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t_begin).count());
   auto r = Start(vm, progress, wait_ready);
   if (!r) (void)Destroy(vm);
   return r;
 }
 
 Result<Started> HostImpl::Start(const VmDef& vm, const Progress& progress, bool wait_ready) {
+  const auto t_begin = Clock::now();
+  auto ms_since = [&](Clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t - t_begin).count();
+  };
   auto image = FindImage(vm.image);
   if (!image) return image.error();
   const std::string dir = VmDir(vm);
@@ -217,6 +224,7 @@ Result<Started> HostImpl::Start(const VmDef& vm, const Progress& progress, bool 
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 
+  const auto t_passt = Clock::now();
   VmSpec spec;
   spec.name = QemuName(vm);
   spec.cpus = static_cast<int>(vm.cpus);
@@ -232,6 +240,9 @@ Result<Started> HostImpl::Start(const VmDef& vm, const Progress& progress, bool 
     (void)KillAll(vm);
     return InternalError(*e);
   }
+  // The console appends across boots: this boot's markers are what comes
+  // after its present end.
+  BootWatch watch(ConsoleLogPath(dir), ConsoleSize(ConsoleLogPath(dir)));
   LaunchSpec qemu;
   qemu.argv = BuildQemuArgs(spec, accel_, config_.qemu_binary);
   qemu.cgroup_procs = *procs;
@@ -246,7 +257,9 @@ Result<Started> HostImpl::Start(const VmDef& vm, const Progress& progress, bool 
     (void)KillAll(vm);
     return pid.error();
   }
-  spdlog::info("event=vm-start vm={} id={} pid={} accel={}", vm.name, vm.id, *pid, accel_.name);
+  const auto t_qemu = Clock::now();
+  spdlog::info("event=vm-start vm={} id={} pid={} accel={} passt_ms={} qemu_ms={}", vm.name, vm.id, *pid, accel_.name,
+               ms_since(t_passt), ms_since(t_qemu));
   if (!wait_ready) return Started{*pid, ""};
   if (!Step(progress, "booting")) {
     (void)KillAll(vm);
@@ -254,15 +267,22 @@ Result<Started> HostImpl::Start(const VmDef& vm, const Progress& progress, bool 
   }
   // Wait in slices so a client that leaves is noticed within a second.
   auto deadline = Clock::now() + config_.boot_timeout;
+  watch.qemu_started = t_qemu;
   bool said_ssh = false;
   while (true) {
-    auto r = WaitReady(vm, *pid, std::chrono::seconds(1));
-    if (r) return r;
+    auto r = WaitReadyFor(vm, *pid, std::chrono::seconds(1), &watch);
+    if (r) {
+      auto at = [&](Clock::time_point t) { return t == Clock::time_point{} ? -1 : ms_since(t); };
+      spdlog::info("event=vm-ready vm={} id={} ms={} qemu_ms={} hostkey_ms={} ready_ms={} probes={}", vm.name, vm.id,
+                   ms_since(Clock::now()), ms_since(t_qemu), at(watch.hostkey_seen), at(watch.ready_seen),
+                   watch.probes);
+      return r;
+    }
     if (r.error().kind == control::ErrorKind::kDenied || !Alive(*pid) || Clock::now() > deadline) {
       (void)KillAll(vm);
       return InternalError(r.error().message + (Clock::now() > deadline ? " (boot timed out)" : ""));
     }
-    if (!said_ssh && !AnnouncedHostKeys(ReadFile(ConsoleLogPath(dir))).empty()) {
+    if (!said_ssh && watch.hostkey_seen != Clock::time_point{}) {
       said_ssh = true;
       if (!Step(progress, "waiting for ssh")) {
         (void)KillAll(vm);
@@ -276,6 +296,12 @@ Result<Started> HostImpl::Start(const VmDef& vm, const Progress& progress, bool 
 }
 
 Result<Started> HostImpl::WaitReady(const VmDef& vm, int pid, std::chrono::seconds timeout) {
+  BootWatch watch(ConsoleLogPath(VmDir(vm)), 0);  // every boot's markers: this one's may be written already
+  watch.qemu_started = Clock::now();
+  return WaitReadyFor(vm, pid, timeout, &watch);
+}
+
+Result<Started> HostImpl::WaitReadyFor(const VmDef& vm, int pid, Clock::duration timeout, BootWatch* watch) {
   const std::string dir = VmDir(vm);
   auto deadline = Clock::now() + timeout;
   std::string last = "no answer yet";
@@ -283,21 +309,40 @@ Result<Started> HostImpl::WaitReady(const VmDef& vm, int pid, std::chrono::secon
     if (!IsRunning(vm, pid)) {
       return InternalError("QEMU exited: " + TailFile(QemuLogPath(dir), 5) + TailFile(ConsoleLogPath(dir), 5));
     }
-    std::string announced = Ed25519Of(AnnouncedHostKeys(ReadFile(ConsoleLogPath(dir))));
+    watch->console.Poll();
+    const auto now = Clock::now();
+    std::string announced = Ed25519Of(watch->console.markers().host_keys());
+    if (!announced.empty() && watch->hostkey_seen == Clock::time_point{}) watch->hostkey_seen = now;
+    bool ready = watch->console.markers().ready();
+    if (ready && watch->ready_seen == Clock::time_point{}) watch->ready_seen = now;
     // The key to trust: pinned at first boot, else the one the guest printed
     // on its console this boot (a local channel no network peer can write).
     std::string expected = vm.host_key.empty() ? announced : vm.host_key;
-    if (!expected.empty()) {
+    // Probe once the guest says its sshd listens (`exed-ready`), not before:
+    // passt accepts a connection on the host side at once, and while the
+    // guest has no network yet (its host key line comes before DHCP) the
+    // probe hangs for its whole timeout (2 s), long after sshd is up. A guest
+    // that never says so is probed anyway after kProbeAnywayAfter.
+    bool probe_now = !expected.empty() && (ready || now - watch->qemu_started > kProbeAnywayAfter);
+    if (probe_now) {
       GuestEndpoint ep{vm.ssh_port, gateway_key_, "root", expected};
+      ++watch->probes;
       auto probe = ProbeGuest(ep, std::chrono::seconds(2));
+      spdlog::debug("event=guest-probe vm={} ok={} ms={} error=\"{}\"", vm.name, static_cast<bool>(probe),
+                    std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - now).count(),
+                    probe ? "" : probe.error().message);
       if (probe) return Started{pid, *probe};
       if (probe.error().kind == control::ErrorKind::kDenied) {
         spdlog::error("event=guest-hostkey-mismatch vm={} error=\"{}\"", vm.name, probe.error().message);
         return probe.error();
       }
       last = probe.error().message;
+    } else if (!expected.empty()) {
+      last = "the guest has not said its sshd is up (no exed-ready on its console)";
+    } else {
+      last = "the guest has not announced its host key on its console";
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::this_thread::sleep_for(probe_now ? std::chrono::milliseconds(100) : kConsolePoll);
   } while (Clock::now() < deadline);
   return InternalError("the guest is not ready: " + last);
 }

@@ -12,6 +12,7 @@
 
 #include "vmm/accel.h"
 #include "vmm/cgroup.h"
+#include "vmm/console.h"
 #include "vmm/host.h"
 #include "vmm/launcher.h"
 
@@ -58,6 +59,23 @@ class HostImpl : public Host {
   std::string VmDir(const VmDef& vm) const;
   static std::string CgroupName(const VmDef& vm) { return "vm-" + std::to_string(vm.id); }
   static std::string QemuName(const VmDef& vm) { return "vm-" + std::to_string(vm.id); }
+  // What the wait for a booting guest has seen so far (vm-ready log line).
+  struct BootWatch {
+    BootWatch(std::string console_path, uint64_t console_offset)
+        : console(std::move(console_path), console_offset) {}
+    ConsoleWatch console;
+    std::chrono::steady_clock::time_point qemu_started{};
+    std::chrono::steady_clock::time_point hostkey_seen{};
+    std::chrono::steady_clock::time_point ready_seen{};
+    int probes = 0;
+  };
+  // A guest that has not printed `exed-ready` this long after QEMU started is
+  // probed anyway (an image that does not print it).
+  static constexpr std::chrono::seconds kProbeAnywayAfter{30};
+  // How often the console is read while waiting for its markers.
+  static constexpr std::chrono::milliseconds kConsolePoll{50};
+  control::Result<Started> WaitReadyFor(const VmDef& vm, int pid, std::chrono::steady_clock::duration timeout,
+                                        BootWatch* watch);
   control::Status WriteConfigDisk(const VmDef& vm, const Image& image);
   // Finds the pid of the VM's QEMU from its pidfile, if that process is it.
   int PidFromFile(const VmDef& vm);
