@@ -76,6 +76,34 @@ void ConsoleWatch::Poll() {
   markers_.Feed(data);
 }
 
+std::string LinesSince(const std::string& path, uint64_t offset, size_t n) {
+  uint64_t size = ConsoleSize(path);
+  if (size <= offset) return "";
+  constexpr uint64_t kMax = 64 * 1024;
+  uint64_t from = size - offset > kMax ? size - kMax : offset;
+  std::ifstream in(path, std::ios::binary);
+  in.seekg(static_cast<std::streamoff>(from));
+  std::string data(size - from, '\0');
+  in.read(data.data(), static_cast<std::streamsize>(data.size()));
+  data.resize(static_cast<size_t>(in.gcount()));
+  if (from > offset) data.erase(0, data.find('\n') + 1);  // a cut first line
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < data.size()) {
+    size_t nl = data.find('\n', start);
+    if (nl == std::string::npos) nl = data.size();
+    std::string line = data.substr(start, nl - start);
+    line.erase(std::remove(line.begin(), line.end(), '\r'), line.end());
+    if (line.find_first_not_of(" \t") != std::string::npos) lines.push_back(line);
+    start = nl + 1;
+  }
+  std::string out;
+  for (size_t i = lines.size() > n ? lines.size() - n : 0; i < lines.size(); ++i) {
+    out += (out.empty() ? "" : "; ") + lines[i];
+  }
+  return out;
+}
+
 uint64_t ConsoleSize(const std::string& path) {
   std::error_code ec;
   auto n = std::filesystem::file_size(path, ec);

@@ -47,6 +47,10 @@ class ConsoleWatch {
   uint64_t offset_ = 0;
   ConsoleMarkers markers_;
 };
+// The last `n` non-empty lines written to the file at `path` after byte
+// `offset` (at most 64 KiB read), joined into one line with "; " (carriage
+// returns dropped): what one boot printed, for an error message.
+std::string LinesSince(const std::string& path, uint64_t offset, size_t n);
 // The size of the file at `path`; 0 if there is none.
 uint64_t ConsoleSize(const std::string& path);
 // The last `n` lines of the file at `path` (at most `max_bytes` read from its end).

@@ -82,6 +82,18 @@ TEST(Console, WatchReadsWhatWasAppendedSinceItsOffset) {
   std::remove(path.c_str());
 }
 
+TEST(Console, LinesSinceGivesOneBootsLastLinesOnOneLine) {
+  std::string path = "/tmp/exed-console-since-test-" + std::to_string(::getpid());
+  std::ofstream(path) << "old boot\nexed-ready\n";
+  uint64_t at = ConsoleSize(path);
+  EXPECT_EQ(LinesSince(path, at, 3), "");
+  std::ofstream(path, std::ios::app) << "qemu: one\r\n\nqemu: two\nqemu: three\nqemu: four";
+  EXPECT_EQ(LinesSince(path, at, 3), "qemu: two; qemu: three; qemu: four");
+  EXPECT_EQ(LinesSince(path, at, 10), "qemu: one; qemu: two; qemu: three; qemu: four");
+  EXPECT_EQ(LinesSince("/nonexistent", 0, 3), "");
+  std::remove(path.c_str());
+}
+
 TEST(Console, TailFileGivesTheLastLines) {
   std::string path = "/tmp/exed-console-test-" + std::to_string(::getpid());
   std::ofstream(path) << "one\ntwo\nthree\nfour\n";
