@@ -279,10 +279,19 @@ Result<Started> HostImpl::Start(const VmDef& vm, const Progress& progress, bool 
                    watch.probes);
       return r;
     }
-    if (r.error().kind == control::ErrorKind::kDenied || watch.paused_on_error || !Alive(*pid) ||
-        Clock::now() > deadline) {
+    const bool timed_out = Clock::now() > deadline;
+    if (r.error().kind == control::ErrorKind::kDenied || watch.paused_on_error || !Alive(*pid) || timed_out) {
+      auto at = [&](Clock::time_point t) { return t == Clock::time_point{} ? -1 : ms_since(t); };
+      // What the guest got to: the files go with a failed `new`.
+      spdlog::error("event=vm-boot-failed vm={} id={} ms={} hostkey_ms={} ready_ms={} probes={} console=\"{}\"",
+                    vm.name, vm.id, ms_since(Clock::now()), at(watch.hostkey_seen), at(watch.ready_seen),
+                    watch.probes, LinesSince(ConsoleLogPath(dir), watch.console_offset, 8));
       (void)KillAll(vm);
-      return InternalError(r.error().message + (Clock::now() > deadline ? " (boot timed out)" : ""));
+      if (!timed_out) return InternalError(r.error().message);
+      std::string console = LinesSince(ConsoleLogPath(dir), watch.console_offset, 1);
+      return InternalError(r.error().message + " (boot timed out" +
+                           (console.empty() ? "; the guest printed nothing" : "; the guest's last line: " + console) +
+                           ")");
     }
     if (!said_ssh && watch.hostkey_seen != Clock::time_point{}) {
       said_ssh = true;
@@ -329,13 +338,17 @@ Result<Started> HostImpl::WaitReadyFor(const VmDef& vm, int pid, Clock::duration
     // Probe once the guest says its sshd listens (`exed-ready`), not before:
     // passt accepts a connection on the host side at once, and while the
     // guest has no network yet (its host key line comes before DHCP) the
-    // probe hangs for its whole timeout (2 s), long after sshd is up. A guest
+    // probe hangs for its whole timeout, long after sshd is up. A guest
     // that never says so is probed anyway after kProbeAnywayAfter.
     bool probe_now = !expected.empty() && (ready || now - watch->qemu_started > kProbeAnywayAfter);
     if (probe_now) {
       GuestEndpoint ep{vm.ssh_port, gateway_key_, "root", expected};
       ++watch->probes;
-      auto probe = ProbeGuest(ep, std::chrono::seconds(2));
+      auto limit = ready ? std::min<std::chrono::seconds>(kReadyProbeTimeout * (1 + watch->slow_probes),
+                                                          std::chrono::seconds(30))
+                         : kEarlyProbeTimeout;
+      auto probe = ProbeGuest(ep, limit);
+      if (!probe && ready && Clock::now() - now >= limit - std::chrono::milliseconds(100)) ++watch->slow_probes;
       spdlog::debug("event=guest-probe vm={} ok={} ms={} error=\"{}\"", vm.name, static_cast<bool>(probe),
                     std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - now).count(),
                     probe ? "" : probe.error().message);

@@ -74,6 +74,7 @@ class HostImpl : public Host {
     std::chrono::steady_clock::time_point hostkey_seen{};
     std::chrono::steady_clock::time_point ready_seen{};
     int probes = 0;
+    int slow_probes = 0;  // probes after exed-ready that ran out of time
     std::unique_ptr<QmpClient> qmp;  // to see a guest paused on a disk error
     std::chrono::steady_clock::time_point next_status_check{};
     bool paused_on_error = false;  // waiting longer is pointless
@@ -85,6 +86,14 @@ class HostImpl : public Host {
   // A guest that has not printed `exed-ready` this long after QEMU started is
   // probed anyway (an image that does not print it).
   static constexpr std::chrono::seconds kProbeAnywayAfter{30};
+  // A probe's time limit before `exed-ready`: a connection made while the
+  // guest has no network hangs until it.
+  static constexpr std::chrono::seconds kEarlyProbeTimeout{2};
+  // After it: the guest's sshd listens, and a probe that takes long is a
+  // slow key exchange (debian's sshd costs ~1.5 s of TCG time per connection,
+  // more on a busy host). Cutting it short and starting over only queues
+  // more of them in the guest; so 10 s, then 20, then 30.
+  static constexpr std::chrono::seconds kReadyProbeTimeout{10};
   // How often the console is read while waiting for its markers.
   static constexpr std::chrono::milliseconds kConsolePoll{50};
   control::Result<Started> WaitReadyFor(const VmDef& vm, int pid, std::chrono::steady_clock::duration timeout,
