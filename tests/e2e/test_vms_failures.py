@@ -157,6 +157,7 @@ class HostReboot(Base):
         # stay, stale: sockets nobody listens on, and pid files whose pids now
         # belong to other processes (here a `sleep`).
         decoy = subprocess.Popen(["sleep", "600"])
+        self.addCleanup(decoy.wait)
         self.addCleanup(decoy.kill)
         d = vm_dir(self.exed, row["id"])
         for f in ("qemu.pid", "passt.pid"):
