@@ -200,9 +200,11 @@ int Serve(const exed::Config& cfg) {
   std::unique_ptr<vmm::Reconciler> reconciler;
   if (host) {
     reconciler = std::make_unique<vmm::Reconciler>(pool, **host, locks, std::chrono::seconds(cfg.reconcile_seconds));
-    auto first = reconciler->RunOnce();  // re-attach before anyone can ask about a VM
-    spdlog::info("event=reconciled attached={} restarted={} failed={} undone={} strays={}", first.attached,
-                 first.restarted, first.failed, first.undone, first.strays);
+    // Re-attach before anyone can ask about a VM; restarting those that are
+    // down (all of them after a reboot: a boot each) is the background's.
+    auto first = reconciler->RunOnce(vmm::Reconciler::Pass::kNoRestarts);
+    spdlog::info("event=reconciled attached={} restarted={} failed={} undone={} strays={} to_restart={}",
+                 first.attached, first.restarted, first.failed, first.undone, first.strays, first.deferred);
     reconciler->Start();
   } else {
     spdlog::error("event=no-vms reason=\"{}\"", host.error().message);

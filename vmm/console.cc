@@ -1,6 +1,7 @@
 #include "vmm/console.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 
 namespace vmm {
@@ -26,6 +27,87 @@ std::vector<std::string> AnnouncedHostKeys(std::string_view console) {
     pos = end;
   }
   return out;
+}
+
+void ConsoleMarkers::Feed(std::string_view bytes) {
+  constexpr size_t kMaxLine = 4096;  // a host key line is ~100 bytes
+  while (!bytes.empty()) {
+    size_t nl = bytes.find('\n');
+    std::string_view piece = bytes.substr(0, nl);
+    if (!overlong_) {
+      if (partial_.size() + piece.size() > kMaxLine) {
+        overlong_ = true;
+        partial_.clear();
+      } else {
+        partial_.append(piece);
+      }
+    }
+    if (nl == std::string_view::npos) return;
+    if (!overlong_) Line(partial_);
+    partial_.clear();
+    overlong_ = false;
+    bytes.remove_prefix(nl + 1);
+  }
+}
+
+void ConsoleMarkers::Line(std::string_view line) {
+  while (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line == "exed-ready") ready_ = true;
+  if (line.rfind("exed-hostkey: ", 0) == 0) {
+    marker_lines_.append(line);
+    marker_lines_.push_back('\n');
+  }
+}
+
+void ConsoleWatch::Poll() {
+  std::ifstream in(path_, std::ios::binary | std::ios::ate);
+  if (!in) return;
+  auto size = static_cast<uint64_t>(in.tellg());
+  if (size < offset_) {  // replaced or truncated: start over
+    offset_ = 0;
+    markers_ = ConsoleMarkers();
+  }
+  if (size == offset_) return;
+  std::string data(std::min<uint64_t>(size - offset_, 1 << 20), '\0');
+  in.seekg(static_cast<std::streamoff>(offset_));
+  in.read(data.data(), static_cast<std::streamsize>(data.size()));
+  data.resize(static_cast<size_t>(in.gcount()));
+  offset_ += data.size();
+  markers_.Feed(data);
+}
+
+std::string LinesSince(const std::string& path, uint64_t offset, size_t n) {
+  uint64_t size = ConsoleSize(path);
+  if (size <= offset) return "";
+  constexpr uint64_t kMax = 64 * 1024;
+  uint64_t from = size - offset > kMax ? size - kMax : offset;
+  std::ifstream in(path, std::ios::binary);
+  in.seekg(static_cast<std::streamoff>(from));
+  std::string data(size - from, '\0');
+  in.read(data.data(), static_cast<std::streamsize>(data.size()));
+  data.resize(static_cast<size_t>(in.gcount()));
+  if (from > offset) data.erase(0, data.find('\n') + 1);  // a cut first line
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < data.size()) {
+    size_t nl = data.find('\n', start);
+    if (nl == std::string::npos) nl = data.size();
+    std::string line = data.substr(start, nl - start);
+    line.erase(std::remove(line.begin(), line.end(), '\r'), line.end());
+    if (line.find_first_not_of(" \t") != std::string::npos) lines.push_back(line);
+    start = nl + 1;
+  }
+  std::string out;
+  for (size_t i = lines.size() > n ? lines.size() - n : 0; i < lines.size(); ++i) {
+    out += (out.empty() ? "" : "; ") + lines[i];
+  }
+  return out;
+}
+
+uint64_t ConsoleSize(const std::string& path) {
+  std::error_code ec;
+  auto n = std::filesystem::file_size(path, ec);
+  return ec ? 0 : static_cast<uint64_t>(n);
 }
 
 std::string TailFile(const std::string& path, size_t n, size_t max_bytes) {

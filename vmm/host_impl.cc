@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -149,12 +150,13 @@ Status HostImpl::WriteConfigDisk(const VmDef& vm, const Image& image) {
   out << *tar;
   out.close();
   if (!out || std::rename((path + ".tmp").c_str(), path.c_str()) != 0) {
-    return InternalError("cannot write the config disk " + path);
+    return InternalError(fmt::format("cannot write the config disk {}: {}", path, std::strerror(errno)));
   }
   return control::Ok{};
 }
 
 Result<Started> HostImpl::Create(const VmDef& vm, const Progress& progress, bool wait_ready) {
+  const auto t_begin = Clock::now();
   auto image = FindImage(vm.image);
   if (!image) return image.error();
   std::error_code ec;
@@ -173,14 +175,20 @@ Result<Started> HostImpl::Create(const VmDef& vm, const Progress& progress, bool
   }
   if (auto s = CreateOverlay(base, VmDir(vm) + "/disk.qcow2", vm.disk_gib); !s) {
     (void)Destroy(vm);
-    return s.error();
+    return InternalError("cannot create the VM's disk: " + s.error().message);
   }
+  spdlog::debug("event=vm-disk vm={} ms={}", vm.name,
+                std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t_begin).count());
   auto r = Start(vm, progress, wait_ready);
   if (!r) (void)Destroy(vm);
   return r;
 }
 
 Result<Started> HostImpl::Start(const VmDef& vm, const Progress& progress, bool wait_ready) {
+  const auto t_begin = Clock::now();
+  auto ms_since = [&](Clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t - t_begin).count();
+  };
   auto image = FindImage(vm.image);
   if (!image) return image.error();
   const std::string dir = VmDir(vm);
@@ -217,6 +225,7 @@ Result<Started> HostImpl::Start(const VmDef& vm, const Progress& progress, bool 
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 
+  const auto t_passt = Clock::now();
   VmSpec spec;
   spec.name = QemuName(vm);
   spec.cpus = static_cast<int>(vm.cpus);
@@ -232,6 +241,9 @@ Result<Started> HostImpl::Start(const VmDef& vm, const Progress& progress, bool 
     (void)KillAll(vm);
     return InternalError(*e);
   }
+  // The console appends across boots: this boot's markers are what comes
+  // after its present end.
+  BootWatch watch(ConsoleLogPath(dir), ConsoleSize(ConsoleLogPath(dir)), ConsoleSize(QemuLogPath(dir)));
   LaunchSpec qemu;
   qemu.argv = BuildQemuArgs(spec, accel_, config_.qemu_binary);
   qemu.cgroup_procs = *procs;
@@ -246,7 +258,9 @@ Result<Started> HostImpl::Start(const VmDef& vm, const Progress& progress, bool 
     (void)KillAll(vm);
     return pid.error();
   }
-  spdlog::info("event=vm-start vm={} id={} pid={} accel={}", vm.name, vm.id, *pid, accel_.name);
+  const auto t_qemu = Clock::now();
+  spdlog::info("event=vm-start vm={} id={} pid={} accel={} passt_ms={} qemu_ms={}", vm.name, vm.id, *pid, accel_.name,
+               ms_since(t_passt), ms_since(t_qemu));
   if (!wait_ready) return Started{*pid, ""};
   if (!Step(progress, "booting")) {
     (void)KillAll(vm);
@@ -254,15 +268,32 @@ Result<Started> HostImpl::Start(const VmDef& vm, const Progress& progress, bool 
   }
   // Wait in slices so a client that leaves is noticed within a second.
   auto deadline = Clock::now() + config_.boot_timeout;
+  watch.qemu_started = t_qemu;
   bool said_ssh = false;
   while (true) {
-    auto r = WaitReady(vm, *pid, std::chrono::seconds(1));
-    if (r) return r;
-    if (r.error().kind == control::ErrorKind::kDenied || !Alive(*pid) || Clock::now() > deadline) {
-      (void)KillAll(vm);
-      return InternalError(r.error().message + (Clock::now() > deadline ? " (boot timed out)" : ""));
+    auto r = WaitReadyFor(vm, *pid, std::chrono::seconds(1), &watch);
+    if (r) {
+      auto at = [&](Clock::time_point t) { return t == Clock::time_point{} ? -1 : ms_since(t); };
+      spdlog::info("event=vm-ready vm={} id={} ms={} qemu_ms={} hostkey_ms={} ready_ms={} probes={}", vm.name, vm.id,
+                   ms_since(Clock::now()), ms_since(t_qemu), at(watch.hostkey_seen), at(watch.ready_seen),
+                   watch.probes);
+      return r;
     }
-    if (!said_ssh && !AnnouncedHostKeys(ReadFile(ConsoleLogPath(dir))).empty()) {
+    const bool timed_out = Clock::now() > deadline;
+    if (r.error().kind == control::ErrorKind::kDenied || watch.paused_on_error || !Alive(*pid) || timed_out) {
+      auto at = [&](Clock::time_point t) { return t == Clock::time_point{} ? -1 : ms_since(t); };
+      // What the guest got to: the files go with a failed `new`.
+      spdlog::error("event=vm-boot-failed vm={} id={} ms={} hostkey_ms={} ready_ms={} probes={} console=\"{}\"",
+                    vm.name, vm.id, ms_since(Clock::now()), at(watch.hostkey_seen), at(watch.ready_seen),
+                    watch.probes, LinesSince(ConsoleLogPath(dir), watch.console_offset, 8));
+      (void)KillAll(vm);
+      if (!timed_out) return InternalError(r.error().message);
+      std::string console = LinesSince(ConsoleLogPath(dir), watch.console_offset, 1);
+      return InternalError(r.error().message + " (boot timed out" +
+                           (console.empty() ? "; the guest printed nothing" : "; the guest's last line: " + console) +
+                           ")");
+    }
+    if (!said_ssh && watch.hostkey_seen != Clock::time_point{}) {
       said_ssh = true;
       if (!Step(progress, "waiting for ssh")) {
         (void)KillAll(vm);
@@ -276,30 +307,98 @@ Result<Started> HostImpl::Start(const VmDef& vm, const Progress& progress, bool 
 }
 
 Result<Started> HostImpl::WaitReady(const VmDef& vm, int pid, std::chrono::seconds timeout) {
+  // Every boot's output: this one's may be written already.
+  BootWatch watch(ConsoleLogPath(VmDir(vm)), 0, 0);
+  watch.qemu_started = Clock::now();
+  return WaitReadyFor(vm, pid, timeout, &watch);
+}
+
+Result<Started> HostImpl::WaitReadyFor(const VmDef& vm, int pid, Clock::duration timeout, BootWatch* watch) {
   const std::string dir = VmDir(vm);
   auto deadline = Clock::now() + timeout;
   std::string last = "no answer yet";
   do {
     if (!IsRunning(vm, pid)) {
-      return InternalError("QEMU exited: " + TailFile(QemuLogPath(dir), 5) + TailFile(ConsoleLogPath(dir), 5));
+      // This boot's last words only (both logs append across boots), on one line.
+      std::string said = LinesSince(QemuLogPath(dir), watch->qemu_log_offset, 3);
+      std::string console = LinesSince(ConsoleLogPath(dir), watch->console_offset, 3);
+      return InternalError("QEMU exited" + (said.empty() ? "" : ": " + said) +
+                           (console.empty() ? "" : " (console: " + console + ")"));
     }
-    std::string announced = Ed25519Of(AnnouncedHostKeys(ReadFile(ConsoleLogPath(dir))));
+    if (auto s = CheckNotPaused(vm, watch); !s) return s.error();
+    watch->console.Poll();
+    const auto now = Clock::now();
+    std::string announced = Ed25519Of(watch->console.markers().host_keys());
+    if (!announced.empty() && watch->hostkey_seen == Clock::time_point{}) watch->hostkey_seen = now;
+    bool ready = watch->console.markers().ready();
+    if (ready && watch->ready_seen == Clock::time_point{}) watch->ready_seen = now;
     // The key to trust: pinned at first boot, else the one the guest printed
     // on its console this boot (a local channel no network peer can write).
     std::string expected = vm.host_key.empty() ? announced : vm.host_key;
-    if (!expected.empty()) {
+    // Probe once the guest says its sshd listens (`exed-ready`), not before:
+    // passt accepts a connection on the host side at once, and while the
+    // guest has no network yet (its host key line comes before DHCP) the
+    // probe hangs for its whole timeout, long after sshd is up. A guest
+    // that never says so is probed anyway after kProbeAnywayAfter.
+    bool probe_now = !expected.empty() && (ready || now - watch->qemu_started > kProbeAnywayAfter);
+    if (probe_now) {
       GuestEndpoint ep{vm.ssh_port, gateway_key_, "root", expected};
-      auto probe = ProbeGuest(ep, std::chrono::seconds(2));
+      ++watch->probes;
+      auto limit = ready ? std::min<std::chrono::seconds>(kReadyProbeTimeout * (1 + watch->slow_probes),
+                                                          std::chrono::seconds(30))
+                         : kEarlyProbeTimeout;
+      auto probe = ProbeGuest(ep, limit);
+      if (!probe && ready && Clock::now() - now >= limit - std::chrono::milliseconds(100)) ++watch->slow_probes;
+      spdlog::debug("event=guest-probe vm={} ok={} ms={} error=\"{}\"", vm.name, static_cast<bool>(probe),
+                    std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - now).count(),
+                    probe ? "" : probe.error().message);
       if (probe) return Started{pid, *probe};
       if (probe.error().kind == control::ErrorKind::kDenied) {
         spdlog::error("event=guest-hostkey-mismatch vm={} error=\"{}\"", vm.name, probe.error().message);
         return probe.error();
       }
       last = probe.error().message;
+    } else if (!expected.empty()) {
+      last = "the guest has not said its sshd is up (no exed-ready on its console)";
+    } else {
+      last = "the guest has not announced its host key on its console";
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::this_thread::sleep_for(probe_now ? std::chrono::milliseconds(100) : kConsolePoll);
   } while (Clock::now() < deadline);
   return InternalError("the guest is not ready: " + last);
+}
+
+Status HostImpl::CheckNotPaused(const VmDef& vm, BootWatch* watch) {
+  // QEMU stops the guest (runstate io-error) when a write to its disk fails
+  // on the host, ENOSPC above all: it then waits, forever, for someone to
+  // free space and say `cont`. Waiting for its sshd would end only at the
+  // boot timeout, with a misleading "not answering".
+  const auto now = Clock::now();
+  if (now < watch->next_status_check) return control::Ok{};
+  watch->next_status_check = now + std::chrono::seconds(1);
+  if (!watch->qmp) {
+    auto c = QmpClient::Connect(QmpSocketPath(VmDir(vm)), std::chrono::milliseconds(200));
+    if (!c) return control::Ok{};  // not up yet; next time
+    watch->qmp = std::move(*c);
+  }
+  auto status = watch->qmp->QueryStatus(std::chrono::milliseconds(500));
+  if (!status) {
+    watch->qmp.reset();
+    return control::Ok{};
+  }
+  if (*status != "io-error") return control::Ok{};
+  std::string why = "an I/O error";
+  if (auto blocks = watch->qmp->Execute("query-block", nullptr, std::chrono::milliseconds(500)); blocks) {
+    for (const auto& b : *blocks) {
+      if (b.value("device", "") != "root") continue;
+      std::string io = b.value("io-status", "");
+      if (io == "nospace") why = "No space left on device";
+      if (io == "failed") why = "a write that failed";
+    }
+  }
+  spdlog::error("event=vm-io-error vm={} id={} why=\"{}\"", vm.name, vm.id, why);
+  watch->paused_on_error = true;
+  return InternalError(fmt::format("the host could not store the VM's disk ({}); QEMU paused the guest", why));
 }
 
 int HostImpl::PidFromFile(const VmDef& vm) {
@@ -375,8 +474,54 @@ Status HostImpl::GrowDisk(const VmDef& vm, int64_t disk_gib) {
   return control::Ok{};
 }
 
+namespace {
+
+std::vector<std::string> ProcArgv(const std::string& proc_dir) {
+  std::string raw = ReadFile(proc_dir + "/cmdline");
+  std::vector<std::string> argv;
+  for (size_t start = 0; start < raw.size();) {
+    size_t nul = raw.find('\0', start);
+    if (nul == std::string::npos) nul = raw.size();
+    argv.push_back(raw.substr(start, nul - start));
+    start = nul + 1;
+  }
+  return argv;
+}
+
+// The VM id in `-name exed-vm-ID`; 0 if there is none.
+int64_t QemuVmId(const std::vector<std::string>& argv) {
+  for (size_t i = 0; i + 1 < argv.size(); ++i) {
+    if (argv[i] == "-name" && argv[i + 1].rfind("exed-vm-", 0) == 0) {
+      const std::string digits = argv[i + 1].substr(8);
+      if (digits.empty() || digits.size() > 18 || digits.find_first_not_of("0123456789") != std::string::npos) return 0;
+      return std::stoll(digits);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+bool HostImpl::IsOurQemu(const std::vector<std::string>& argv, int64_t id) const {
+  if (id <= 0 || QemuVmId(argv) != id) return false;
+  // Another exed on this machine (another state directory) numbers its VMs
+  // from 1 too: ours name their pid file under our runtime directory.
+  auto it = std::find(argv.begin(), argv.end(), "-pidfile");
+  if (it == argv.end() || it + 1 == argv.end()) return true;  // not ours to judge: never start a second QEMU on its disk
+  const std::string& pidfile = *(it + 1);
+  const std::string own = fmt::format("{}/vms/{}/qemu.pid", config_.state_dir, id);
+  if (pidfile == own) return true;
+  // The same directory spelled another way (through a symlink)?
+  const std::string tail = fmt::format("/vms/{}/qemu.pid", id);
+  if (pidfile.size() <= tail.size() || pidfile.compare(pidfile.size() - tail.size(), tail.size(), tail) != 0) {
+    return false;
+  }
+  std::error_code ec;
+  return fs::equivalent(pidfile.substr(0, pidfile.size() - tail.size()), config_.state_dir, ec);
+}
+
 bool HostImpl::IsRunning(const VmDef& vm, int pid) {
-  return pid > 0 && Alive(pid) && HasArgs(pid, QemuIdentity(QemuName(vm)));
+  return pid > 0 && Alive(pid) && IsOurQemu(ProcArgv("/proc/" + std::to_string(pid)), vm.id);
 }
 
 Result<VmStats> HostImpl::Stat(const VmDef& vm, int pid) {
@@ -406,13 +551,10 @@ std::vector<std::pair<int64_t, int>> HostImpl::RunningVmProcesses() {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator("/proc", ec)) {
     const std::string name = e.path().filename().string();
-    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
-    std::string cmd = ReadFile(e.path().string() + "/cmdline");
-    // argv is NUL-separated: "-name\0exed-vm-<id>\0"
-    auto at = cmd.find(std::string("-name\0exed-vm-", 14));
-    if (at == std::string::npos) continue;
-    int64_t id = std::atoll(cmd.c_str() + at + 14);
-    if (id > 0) out.emplace_back(id, std::atoi(name.c_str()));
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    auto argv = ProcArgv(e.path().string());
+    int64_t id = QemuVmId(argv);
+    if (id > 0 && IsOurQemu(argv, id) && Alive(std::atoi(name.c_str()))) out.emplace_back(id, std::atoi(name.c_str()));
   }
   return out;
 }

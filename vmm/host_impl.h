@@ -9,11 +9,14 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "vmm/accel.h"
 #include "vmm/cgroup.h"
+#include "vmm/console.h"
 #include "vmm/host.h"
 #include "vmm/launcher.h"
+#include "vmm/qmp.h"
 
 namespace vmm {
 
@@ -58,7 +61,47 @@ class HostImpl : public Host {
   std::string VmDir(const VmDef& vm) const;
   static std::string CgroupName(const VmDef& vm) { return "vm-" + std::to_string(vm.id); }
   static std::string QemuName(const VmDef& vm) { return "vm-" + std::to_string(vm.id); }
+  // What the wait for a booting guest has seen so far (vm-ready log line).
+  struct BootWatch {
+    BootWatch(std::string console_path, uint64_t console_offset, uint64_t qemu_log_offset)
+        : console(std::move(console_path), console_offset),
+          console_offset(console_offset),
+          qemu_log_offset(qemu_log_offset) {}
+    ConsoleWatch console;
+    uint64_t console_offset;   // where this boot's output starts in console.log
+    uint64_t qemu_log_offset;  // and in qemu.log (both append)
+    std::chrono::steady_clock::time_point qemu_started{};
+    std::chrono::steady_clock::time_point hostkey_seen{};
+    std::chrono::steady_clock::time_point ready_seen{};
+    int probes = 0;
+    int slow_probes = 0;  // probes after exed-ready that ran out of time
+    std::unique_ptr<QmpClient> qmp;  // to see a guest paused on a disk error
+    std::chrono::steady_clock::time_point next_status_check{};
+    bool paused_on_error = false;  // waiting longer is pointless
+  };
+  // kInternal naming the cause when QEMU paused the guest on a disk error
+  // (the host's file system is full); Ok otherwise, also when QMP does not
+  // answer (yet).
+  control::Status CheckNotPaused(const VmDef& vm, BootWatch* watch);
+  // A guest that has not printed `exed-ready` this long after QEMU started is
+  // probed anyway (an image that does not print it).
+  static constexpr std::chrono::seconds kProbeAnywayAfter{30};
+  // A probe's time limit before `exed-ready`: a connection made while the
+  // guest has no network hangs until it.
+  static constexpr std::chrono::seconds kEarlyProbeTimeout{2};
+  // After it: the guest's sshd listens, and a probe that takes long is a
+  // slow key exchange (debian's sshd costs ~1.5 s of TCG time per connection,
+  // more on a busy host). Cutting it short and starting over only queues
+  // more of them in the guest; so 10 s, then 20, then 30.
+  static constexpr std::chrono::seconds kReadyProbeTimeout{10};
+  // How often the console is read while waiting for its markers.
+  static constexpr std::chrono::milliseconds kConsolePoll{50};
+  control::Result<Started> WaitReadyFor(const VmDef& vm, int pid, std::chrono::steady_clock::duration timeout,
+                                        BootWatch* watch);
   control::Status WriteConfigDisk(const VmDef& vm, const Image& image);
+  // Whether `argv` is VM `id`'s QEMU as this exed starts it: `-name
+  // exed-vm-ID` and its pid file under this runtime directory.
+  bool IsOurQemu(const std::vector<std::string>& argv, int64_t id) const;
   // Finds the pid of the VM's QEMU from its pidfile, if that process is it.
   int PidFromFile(const VmDef& vm);
   control::Status KillAll(const VmDef& vm);

@@ -37,17 +37,36 @@ void Reconciler::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-ReconcileReport Reconciler::RunOnce() {
+ReconcileReport Reconciler::RunOnce(Pass pass) {
   ReconcileReport report;
   std::vector<db::Vm> vms;
+  std::map<std::string, db::Budget> budgets;
   try {
     auto conn = pool_.Acquire();
     pqxx::work tx(*conn);
     vms = db::AllVms(tx);
+    for (const auto& a : db::ListAccounts(tx)) budgets[a.name] = a.budget;
     tx.commit();
   } catch (const std::exception& e) {
     spdlog::warn("event=reconcile-skipped error=\"{}\"", e.what());
     return report;
+  }
+  bool first = false;
+  {
+    std::lock_guard lock(mu_);
+    first = !accounts_ensured_;
+    accounts_ensured_ = true;
+  }
+  if (first) {
+    // After a reboot no account group exists: put them all back before any
+    // VM starts (here or by a user's `start`).
+    std::set<std::string> accounts;
+    for (const auto& vm : vms) accounts.insert(vm.account);
+    for (const auto& a : accounts) {
+      if (auto s = EnsureAccount(a, budgets); !s) {
+        spdlog::error("event=account-cgroup-failed account={} error=\"{}\"", a, s.error().message);
+      }
+    }
   }
   std::map<int64_t, int> found;
   for (auto [id, pid] : host_.RunningVmProcesses()) found[id] = pid;
@@ -57,21 +76,40 @@ ReconcileReport Reconciler::RunOnce() {
     auto guard = locks_.TryLock(vm.id);
     if (!guard) continue;  // a command is working on it
     try {
-      Reconcile(vm, found, &report);
+      Reconcile(vm, found, budgets, pass, &report);
     } catch (const std::exception& e) {
       spdlog::error("event=reconcile-failed vm={} error=\"{}\"", vm.name, e.what());
     }
   }
+  std::set<std::pair<int64_t, int>> strays;
   for (auto [id, pid] : found) {
     if (!known.count(id)) {
       ++report.strays;
-      spdlog::warn("event=stray-qemu vm_id={} pid={} (no such VM in the database; left running)", id, pid);
+      strays.emplace(id, pid);
     }
   }
+  {
+    std::lock_guard lock(mu_);
+    for (auto [id, pid] : strays) {
+      if (!strays_reported_.count({id, pid})) {
+        spdlog::warn("event=stray-qemu vm_id={} pid={} (no such VM in the database; left running)", id, pid);
+      }
+    }
+    strays_reported_ = std::move(strays);  // one that goes and comes back is reported again
+  }
+  spdlog::debug("event=reconcile-pass vms={} attached={} restarted={} failed={} strays={}", vms.size(),
+                report.attached, report.restarted, report.failed, report.strays);
   return report;
 }
 
-void Reconciler::Reconcile(const db::Vm& vm, const std::map<int64_t, int>& found, ReconcileReport* report) {
+control::Status Reconciler::EnsureAccount(const std::string& account, const std::map<std::string, db::Budget>& budgets) {
+  auto b = budgets.find(account);
+  if (b == budgets.end()) return control::NotFoundError("no account " + account + " in the database");
+  return host_.SetAccountLimits(account, b->second.cpus, b->second.memory_mib, b->second.max_vms);
+}
+
+void Reconciler::Reconcile(const db::Vm& vm, const std::map<int64_t, int>& found,
+                           const std::map<std::string, db::Budget>& budgets, Pass pass, ReconcileReport* report) {
   VmDef def = FromRow(vm);
   auto it = found.find(vm.id);
   int pid = it != found.end() ? it->second : 0;
@@ -115,6 +153,10 @@ void Reconciler::Reconcile(const db::Vm& vm, const std::map<int64_t, int>& found
     return;
   }
   if (vm.status == "crashed") return;  // given up on; `start` tries again
+  if (pass == Pass::kNoRestarts) {
+    ++report->deferred;
+    return;
+  }
   {
     std::lock_guard lock(mu_);
     auto nb = not_before_.find(vm.id);
@@ -122,7 +164,12 @@ void Reconciler::Reconcile(const db::Vm& vm, const std::map<int64_t, int>& found
   }
   spdlog::warn("event=vm-down vm={} pid={} restarts={}", vm.name, vm.pid, vm.restarts);
   (void)host_.Stop(def);  // whatever is left of it (passt, a hung QEMU) goes first
-  auto started = host_.Start(def, {}, true);
+  control::Result<Started> started = control::InternalError("");
+  if (auto s = EnsureAccount(vm.account, budgets); !s) {
+    started = s.error();
+  } else {
+    started = host_.Start(def, {}, true);
+  }
   if (started) {
     save("running", started->pid, 0);
     ++report->restarted;

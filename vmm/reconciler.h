@@ -7,7 +7,11 @@
 //  - a VM that should be stopped is stopped;
 //  - a row left `creating` by an exed that died mid-`new` is undone, so an
 //    interrupted `new` leaves nothing;
-//  - QEMU processes of VMs the database does not know are reported.
+//  - QEMU processes of VMs the database does not know are reported, once
+//    each (by id and pid), and left running;
+//  - an account's cgroup and its limits (the kernel's, so a reboot loses
+//    them) are put back before any VM of it starts: for every account with
+//    VMs at the first pass, and for a VM's account before each restart.
 // VMs an operation holds (VmLocks) are skipped. Thread-safe: RunOnce may run
 // on the background thread or a caller's.
 #pragma once
@@ -17,8 +21,12 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <set>
+#include <string>
+#include <utility>
 #include <thread>
 
+#include "db/accounts.h"
 #include "db/pool.h"
 #include "db/vms.h"
 #include "vmm/busy.h"
@@ -33,20 +41,30 @@ struct ReconcileReport {
   int stopped = 0;
   int undone = 0;
   int strays = 0;
+  int deferred = 0;  // restarts left to a later pass (Pass::kNoRestarts)
 };
 
 class Reconciler {
  public:
   static constexpr int kMaxRestarts = 3;
 
+  // kNoRestarts: everything but restarting VMs that are down, which takes a
+  // boot each (seconds to minutes for many VMs). For the pass at exed's
+  // start, before it serves anyone: after a host reboot every VM is down,
+  // and the background thread's first pass, right after, restarts them.
+  enum class Pass { kFull, kNoRestarts };
+
   Reconciler(db::Pool& pool, Host& host, VmLocks& locks, std::chrono::seconds period);
   ~Reconciler();
-  ReconcileReport RunOnce();
-  void Start();  // background thread: RunOnce every period
+  ReconcileReport RunOnce(Pass pass = Pass::kFull);
+  void Start();  // background thread: RunOnce every period, the first at once
   void Stop();
 
  private:
-  void Reconcile(const db::Vm& vm, const std::map<int64_t, int>& found, ReconcileReport* report);
+  void Reconcile(const db::Vm& vm, const std::map<int64_t, int>& found, const std::map<std::string, db::Budget>& budgets,
+                 Pass pass, ReconcileReport* report);
+  // SetAccountLimits with the account's budget from the database.
+  control::Status EnsureAccount(const std::string& account, const std::map<std::string, db::Budget>& budgets);
 
   db::Pool& pool_;
   Host& host_;
@@ -56,6 +74,8 @@ class Reconciler {
   std::condition_variable cv_;
   bool stop_ = false;                                                  // GUARDED_BY(mu_)
   std::map<int64_t, std::chrono::steady_clock::time_point> not_before_;  // GUARDED_BY(mu_): restart backoff
+  std::set<std::pair<int64_t, int>> strays_reported_;                   // GUARDED_BY(mu_): (VM id, pid)
+  bool accounts_ensured_ = false;                                       // GUARDED_BY(mu_)
   std::thread thread_;
 };
 
