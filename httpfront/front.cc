@@ -429,9 +429,16 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, http::
 
   // The request as the VM sees it.
   DropHopByHop(req, websocket);
+  // Fields we set, however the client spells them: CGI (and frameworks that
+  // follow it) map '_' and '-' alike, so X_Exed_User would reach a VM as
+  // HTTP_X_EXED_USER just as X-Exed-User does.
   std::vector<std::string> ours;
   for (auto it = req.begin(); it != req.end(); ++it) {
-    if (Lower(std::string(it->name_string())).rfind("x-exed-", 0) == 0) ours.emplace_back(it->name_string());
+    std::string n = Lower(std::string(it->name_string()));
+    std::replace(n.begin(), n.end(), '_', '-');
+    if (n.rfind("x-exed-", 0) == 0 || n == "x-forwarded-for" || n == "x-forwarded-proto" || n == "x-forwarded-host") {
+      ours.emplace_back(it->name_string());
+    }
   }
   for (const auto& n : ours) req.erase(n);
   if (who) req.set("X-Exed-User", who->account);
