@@ -308,6 +308,12 @@ Task<std::optional<http::status>> ReadRequestHeader(Shared& sh, TlsStream& strea
     if (head.find("\r\n ") != std::string_view::npos || head.find("\r\n\t") != std::string_view::npos) {
       co_return http::status::bad_request;
     }
+    // A bare LF ends a line for some servers and not for others (Beast waits
+    // for a CRLF, so would wait out the timeout): refused at once, and never
+    // forwarded, so a VM cannot read other fields than we did.
+    for (size_t i = head.find('\n'); i != std::string_view::npos; i = head.find('\n', i + 1)) {
+      if (i == 0 || head[i - 1] != '\r') co_return http::status::bad_request;
+    }
     if (end != std::string::npos) break;
     if (buf.size() > sh.config.max_header_bytes) co_return http::status::request_header_fields_too_large;
     auto n = co_await stream.async_read_some(buf.prepare(4096), net::redirect_error(net::use_awaitable, ec));
@@ -501,14 +507,28 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, http::
     }
   }
   bool too_large = false;
+  std::optional<beast::error_code> malformed;
   try {
     co_await RelayBody<true>(sh, client, cbuf, parser, *up, sr);
   } catch (const beast::system_error& e) {
-    if (e.code() != http::error::body_limit) throw;
-    too_large = true;
+    // The client's body broke the HTTP rules (a bad chunk size): a 400, as for
+    // a bad header. The VM's connection goes with `up`, mid-request.
+    if (e.code() == http::error::body_limit) {
+      too_large = true;
+    } else if (e.code().category() == beast::error_code(http::error::bad_chunk).category() &&
+               e.code() != http::error::partial_message) {
+      malformed = e.code();
+    } else {
+      throw;
+    }
   }
   if (too_large) {
     co_return co_await fail(http::status::payload_too_large, "Too large", "<p>The request body is too large.</p>");
+  }
+  if (malformed) {
+    spdlog::info("event=http-bad-request error=\"{}\"", malformed->message());
+    co_return co_await fail(http::status::bad_request, "Bad request",
+                            "<p>exed refused this request: " + HtmlEscape(malformed->message()) + "</p>");
   }
 
   // The response.
