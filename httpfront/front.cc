@@ -2,12 +2,15 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
+
+#include <sys/socket.h>
 
 #include <boost/asio.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -411,7 +414,13 @@ std::unique_ptr<beast::tcp_stream> TakeIdle(Shared& sh, int port) {
   while (!v.empty()) {
     auto s = std::move(v.back());
     v.pop_back();
-    if (s->socket().is_open()) return s;
+    // The VM may have closed it while idle (servers time idle keep-alive
+    // connections out): a closed one reads EOF at once, and one with bytes
+    // nobody asked for is no good either. Only "nothing to read" is idle.
+    if (!s->socket().is_open()) continue;
+    char c;
+    ssize_t n = ::recv(s->socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return s;
   }
   return nullptr;
 }
