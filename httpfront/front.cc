@@ -139,6 +139,12 @@ std::string QueryParam(beast::string_view btarget, std::string_view name) {
   return "";
 }
 
+// Whether `s` may go into a Location field as it is: no CR/LF, no spaces or
+// controls, no backslashes.
+bool PlainUrlChars(std::string_view s) {
+  return std::none_of(s.begin(), s.end(), [](unsigned char c) { return c <= 0x20 || c == 0x7f || c == '\\'; });
+}
+
 std::string PathOf(beast::string_view target) { return std::string(target.substr(0, target.find('?'))); }
 
 std::string SetCookie(const char* name, const std::string& value, int64_t max_age) {
@@ -633,11 +639,22 @@ Task<control::Result<control::WebIdentity>> SessionOf(Shared& sh, const std::str
 // of this domain, or a path on the apex. Anything else (another site) is
 // replaced by the apex's front page, so the login is no open redirect.
 std::string SafeNext(Shared& sh, const std::string& next) {
+  // It goes into a Location field as it is: no CR/LF (header lines of its
+  // own), no spaces, controls or backslashes (browsers drop tabs and read a
+  // backslash as '/': "/<TAB>/evil.example" and "/\evil.example" both
+  // lead to evil.example).
+  if (!PlainUrlChars(next)) return sh.ApexUrl("/");
   if (next.rfind("/", 0) == 0 && next.rfind("//", 0) != 0) return sh.ApexUrl(next);
   std::string prefix = "https://";
   if (next.rfind(prefix, 0) != 0) return sh.ApexUrl("/");
   auto slash = next.find('/', prefix.size());
-  std::string host = HostOnly(next.substr(prefix.size(), slash - prefix.size()));
+  std::string authority = next.substr(prefix.size(), slash - prefix.size());
+  // A host name and a port only: "exe.localhost:8443@evil.example" is evil.example.
+  if (authority.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:") !=
+      std::string::npos) {
+    return sh.ApexUrl("/");
+  }
+  std::string host = HostOnly(authority);
   const std::string& d = sh.config.domain;
   bool ours = host == d || (host.size() > d.size() + 1 && host.compare(host.size() - d.size(), d.size(), d) == 0 &&
                             host[host.size() - d.size() - 1] == '.' &&
@@ -748,7 +765,7 @@ Task<std::optional<Reply>> VmHostPath(Shared& sh, const Request& req, const std:
   if (path == "/__exed/auth") {
     std::string token = QueryParam(req.target(), "token");
     std::string next = QueryParam(req.target(), "next");
-    if (next.empty() || next[0] != '/' || next.rfind("//", 0) == 0) next = "/";
+    if (next.empty() || next[0] != '/' || next.rfind("//", 0) == 0 || !PlainUrlChars(next)) next = "/";
     control::WebIdentity who;
     auto job7 = [&sh, token, host, &who] { return sh.service().RedeemHostToken(token, host, &who); };
     auto cookie = co_await OffLoop(sh, job7);
