@@ -125,15 +125,34 @@ const std::vector<Key>& Keys() {
          c.accel = v;
          return control::Ok{};
        }},
-      {"tls", "HTTPS certificates: internal (a CA made on first start; 'ssh HOST ca' prints it) or files",
+      {"tls", "HTTPS certificates: internal (a CA made on first start; 'ssh HOST ca' prints it), files or acme",
        [](Config& c, const std::string& v) -> Status {
-         if (v != "internal" && v != "files") return InvalidError("config tls must be internal or files");
+         if (v != "internal" && v != "files" && v != "acme") {
+           return InvalidError("config tls must be internal, files or acme");
+         }
          c.tls = v;
          return control::Ok{};
        }},
       {"tls_cert", "with tls = files: PEM certificate chain for the domain and *.domain (re-read on SIGHUP)",
        StrKey(&Config::tls_cert)},
       {"tls_key", "with tls = files: its PEM private key", StrKey(&Config::tls_key)},
+      {"acme_directory", "with tls = acme: the ACME directory URL (https://acme-v02.api.letsencrypt.org/directory)",
+       StrKey(&Config::acme_directory)},
+      {"acme_ca_bundle", "with tls = acme: PEM CA file the ACME server's TLS must chain to (default: system roots)",
+       StrKey(&Config::acme_ca_bundle)},
+      {"acme_email", "with tls = acme: contact address of the ACME account (optional)", StrKey(&Config::acme_email)},
+      {"acme_names", "with tls = acme: vms (the apex and existing VMs' names get certificates) or any",
+       [](Config& c, const std::string& v) -> Status {
+         if (v != "vms" && v != "any") return InvalidError("config acme_names must be vms or any");
+         c.acme_names = v;
+         return control::Ok{};
+       }},
+      {"acme_insecure", "not supported: trust a test ACME server with acme_ca_bundle instead",
+       [](Config&, const std::string&) -> Status {
+         return InvalidError(
+             "config acme_insecure is not supported: exed always verifies the ACME server; set acme_ca_bundle to "
+             "the CA file of its TLS certificate (for pebble, the CA of the certificate in its config)");
+       }},
       {"http_header_timeout", "seconds from a request's first byte to its last header (20)",
        IntKey("http_header_timeout", 1, 3600, &Config::http_header_timeout)},
       {"http_idle_timeout", "seconds an idle kept-alive HTTPS connection stays open (60)",
@@ -240,6 +259,10 @@ Result<Config> LoadConfig(const std::string& file_path, const EnvLookup& env,
     if (eq == std::string::npos) return InvalidError(fmt::format("--set {}: expected KEY=VALUE", o));
     auto s = Set(c, o.substr(0, eq), o.substr(eq + 1), "--set");
     if (!s) return s.error();
+  }
+  if (c.tls == "acme" && c.acme_directory.empty()) {
+    return InvalidError("config tls = acme needs acme_directory, the ACME server's directory URL (like "
+                        "https://acme-v02.api.letsencrypt.org/directory)");
   }
   c.service.ssh_hint = c.SshHint();
   c.service.domain = c.domain;

@@ -30,9 +30,13 @@ struct Config {
   std::string runtime_dir;         // resolved at start (vmm/runtime_dir.h), not configured
   std::string qemu_binary = "qemu-system-x86_64";
   int reconcile_seconds = 10;
-  std::string tls = "internal";  // internal (a CA of our own) | files (tls_cert + tls_key)
+  std::string tls = "internal";  // internal (a CA of our own) | files (tls_cert + tls_key) | acme
   std::string tls_cert;          // PEM: certificate, then intermediates
   std::string tls_key;           // PEM: its private key
+  std::string acme_directory;    // with tls = acme: the ACME server's directory URL (https)
+  std::string acme_ca_bundle;    // PEM file the ACME server's own TLS certificate chains to; "": system roots
+  std::string acme_email;        // account contact; optional
+  std::string acme_names = "vms";  // vms (the apex and names of existing VMs) | any (every name under the domain)
   int http_header_timeout = 20;  // seconds from a request's first byte to its last header
   int http_idle_timeout = 60;    // seconds a kept-alive connection waits for the next request
   int http_max_header_bytes = 16 * 1024;

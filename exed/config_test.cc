@@ -73,5 +73,25 @@ TEST(Config, ErrorsNameTheKeyAndTheValue) {
   EXPECT_FALSE(LoadConfig("/nonexistent/exed.conf", Env({}), {}).ok());
 }
 
+TEST(Config, AcmeKeys) {
+  auto c = LoadConfig("", Env({{"EXED_TLS", "acme"}, {"EXED_ACME_DIRECTORY", "https://localhost:14000/dir"}}),
+                      {"acme_ca_bundle=/tmp/pebble-ca.pem", "acme_email=ops@example.com", "acme_names=any"});
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->tls, "acme");
+  EXPECT_EQ(c->acme_directory, "https://localhost:14000/dir");
+  EXPECT_EQ(c->acme_ca_bundle, "/tmp/pebble-ca.pem");
+  EXPECT_EQ(c->acme_email, "ops@example.com");
+  EXPECT_EQ(c->acme_names, "any");
+  EXPECT_EQ(LoadConfig("", Env({}), {})->acme_names, "vms");
+  auto no_dir = LoadConfig("", Env({}), {"tls=acme"});
+  ASSERT_FALSE(no_dir.ok());
+  EXPECT_NE(no_dir.error().message.find("needs acme_directory"), std::string::npos) << no_dir.error().message;
+  auto insecure = LoadConfig("", Env({}), {"acme_insecure=1"});
+  ASSERT_FALSE(insecure.ok());
+  EXPECT_NE(insecure.error().message.find("acme_insecure is not supported"), std::string::npos);
+  EXPECT_FALSE(LoadConfig("", Env({}), {"acme_names=some"}).ok());
+  EXPECT_FALSE(LoadConfig("", Env({}), {"tls=letsencrypt"}).ok());
+}
+
 }  // namespace
 }  // namespace exed

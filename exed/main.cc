@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -21,6 +23,7 @@
 #include "db/migrate.h"
 #include "db/pool.h"
 #include "exed/config.h"
+#include "httpfront/acme.h"
 #include "httpfront/certs.h"
 #include "httpfront/front.h"
 #include "sshd/server.h"
@@ -143,6 +146,35 @@ int Image(const exed::Config& cfg, const std::vector<std::string>& args) {
   return Fail("usage: exed image build NAME | exed image ls", 2);
 }
 
+// tls = acme: certificates from the ACME server, one per name, ordered on the
+// first handshake for it; until one is in, the internal CA's leaf serves the
+// name (httpfront/acme.h). With acme_names = vms only the apex and names of
+// existing VMs are ordered, asked of `service` once it is set.
+control::Result<std::unique_ptr<httpfront::AcmeStore>> OpenAcme(const exed::Config& cfg,
+                                                                const std::atomic<control::Service*>& service) {
+  auto fallback = httpfront::OpenInternalCa(cfg.state_dir + "/ca", cfg.domain);
+  if (!fallback) return fallback.error();
+  httpfront::AcmeOptions o;
+  o.directory_url = cfg.acme_directory;
+  o.ca_bundle = cfg.acme_ca_bundle;
+  o.email = cfg.acme_email;
+  o.dir = cfg.state_dir + "/acme";
+  o.domain = cfg.domain;
+  o.fallback = std::move(*fallback);
+  if (cfg.acme_names == "vms") {
+    std::string suffix = "." + cfg.domain;
+    for (char& c : suffix) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    o.may_issue = [&service, suffix](const std::string& name) {
+      if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+        return true;  // the apex: the store serves nothing else that lacks the suffix
+      }
+      control::Service* s = service.load();
+      return s != nullptr && s->WebTargetFor(name.substr(0, name.size() - suffix.size())).ok();
+    };
+  }
+  return httpfront::OpenAcme(std::move(o));
+}
+
 int Serve(const exed::Config& cfg) {
   // Signals are taken by one thread with sigwait, so no handler runs inside
   // libssh or libpq. Blocked before any thread starts (the server's watchdog
@@ -169,8 +201,15 @@ int Serve(const exed::Config& cfg) {
   exed::Config shown = cfg;
   shown.ssh_port = server.port();
   // The HTTPS front: certificates first, so a bad tls_cert stops us here.
+  std::atomic<control::Service*> acme_service{nullptr};  // outlives `certs`, whose worker reads it
   std::unique_ptr<httpfront::CertStore> certs;
-  {
+  httpfront::AcmeStore* acme = nullptr;
+  if (cfg.tls == "acme") {
+    auto opened = OpenAcme(cfg, acme_service);
+    if (!opened) return Fail(opened.error().message);
+    acme = opened->get();
+    certs = std::move(*opened);
+  } else {
     auto opened = cfg.tls == "files" ? httpfront::OpenCertFiles(cfg.tls_cert, cfg.tls_key)
                                      : httpfront::OpenInternalCa(cfg.state_dir + "/ca", cfg.domain);
     if (!opened) return Fail(opened.error().message);
@@ -187,6 +226,7 @@ int Serve(const exed::Config& cfg) {
   fcfg.max_header_bytes = static_cast<size_t>(cfg.http_max_header_bytes);
   fcfg.max_body_bytes = static_cast<uint64_t>(cfg.http_max_body_mib) << 20;
   fcfg.upstream_timeout = std::chrono::seconds(cfg.upstream_timeout);
+  if (acme) fcfg.acme_challenge = [acme](const std::string& token) { return acme->ChallengeResponse(token); };
   httpfront::Front front(fcfg, *certs);
   if (auto s = front.Listen(); !s) return Fail(s.error().message);
   control::ServiceConfig service_cfg = cfg.service;
@@ -211,6 +251,8 @@ int Serve(const exed::Config& cfg) {
     service_cfg.no_vms_reason = host.error().message;
   }
   control::Service service(pool, service_cfg, host ? host->get() : nullptr, &locks);
+  acme_service = &service;
+  if (acme) acme->Request(cfg.domain);  // the apex (login pages) gets its certificate before anyone asks
 
   std::thread https([&] { front.Run(service); });
   https.detach();

@@ -938,7 +938,19 @@ Task<void> ServeTls(Shared& sh, tcp::socket socket) {
   co_await stream.async_shutdown(net::redirect_error(net::use_awaitable, ec));
 }
 
-// Plain HTTP: everything is redirected to https.
+// ACME http-01: GET /.well-known/acme-challenge/TOKEN gets the key
+// authorization while an order waits on TOKEN; nullopt for anything else.
+std::optional<std::string> AcmeAnswer(const Shared& sh, const http::request<http::empty_body>& req) {
+  constexpr std::string_view kPrefix = "/.well-known/acme-challenge/";
+  std::string target(req.target());
+  if (!sh.config.acme_challenge || (req.method() != http::verb::get && req.method() != http::verb::head) ||
+      target.compare(0, kPrefix.size(), kPrefix) != 0) {
+    return std::nullopt;
+  }
+  return sh.config.acme_challenge(target.substr(kPrefix.size()));
+}
+
+// Plain HTTP: everything is redirected to https, but for ACME http-01 answers.
 Task<void> ServePlain(Shared& sh, tcp::socket socket) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buf;
@@ -950,7 +962,9 @@ Task<void> ServePlain(Shared& sh, tcp::socket socket) {
     auto& req = parser.get();
     std::string host = HostOnly(req[http::field::host]);
     Reply r;
-    if (host.empty()) {
+    if (auto key_authorization = AcmeAnswer(sh, req)) {
+      r = Reply{http::status::ok, "text/plain", std::move(*key_authorization)};
+    } else if (host.empty()) {
       r = ErrorPage(http::status::bad_request, "Bad request", "<p>No Host.</p>", true);
     } else {
       r = Redirect(sh.HostUrl(host, std::string(req.target())));

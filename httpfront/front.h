@@ -5,7 +5,7 @@
 //   https://DOMAIN/             exed's own pages: the VM list, login, logout,
 //                               POST /exec (the lobby's commands as an API)
 //   https://VM.DOMAIN/          the VM's web server, for those who may see it
-//   http://ANY/                 a redirect to https (and, later, ACME)
+//   http://ANY/                 a redirect to https, and ACME http-01 answers
 //
 // Threading: one io_context run by `threads` threads; each connection is a
 // coroutine on its own strand. Questions to the control plane (blocking
@@ -19,7 +19,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "control/service.h"
@@ -42,6 +44,11 @@ struct FrontConfig {
   std::chrono::seconds body_timeout{60};    // longest pause while a body streams
   std::chrono::seconds upstream_connect_timeout{5};
   std::chrono::seconds upstream_timeout{120};  // waiting for the VM's response header
+  // ACME http-01: the key authorization for a token of an order in progress
+  // (AcmeStore::ChallengeResponse), served as text/plain at
+  // http://ANY/.well-known/acme-challenge/TOKEN; nullopt (or no function)
+  // and the request is redirected like any other. Called on io threads.
+  std::function<std::optional<std::string>(const std::string& token)> acme_challenge;
 };
 
 class Front {
