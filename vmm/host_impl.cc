@@ -338,17 +338,20 @@ Result<Started> HostImpl::WaitReadyFor(const VmDef& vm, int pid, Clock::duration
     // Probe once the guest says its sshd listens (`exed-ready`), not before:
     // passt accepts a connection on the host side at once, and while the
     // guest has no network yet (its host key line comes before DHCP) the
-    // probe hangs for its whole timeout, long after sshd is up. A guest
+    // probe hangs for its whole time limit, long after sshd is up. A guest
     // that never says so is probed anyway after kProbeAnywayAfter.
-    bool probe_now = !expected.empty() && (ready || now - watch->qemu_started > kProbeAnywayAfter);
+    bool probe_now = !expected.empty() &&
+                     (ready || (now - watch->qemu_started > kProbeAnywayAfter && now >= watch->next_blind_probe));
     if (probe_now) {
       GuestEndpoint ep{vm.ssh_port, gateway_key_, "root", expected};
       ++watch->probes;
-      auto limit = ready ? std::min<std::chrono::seconds>(kReadyProbeTimeout * (1 + watch->slow_probes),
-                                                          std::chrono::seconds(30))
-                         : kEarlyProbeTimeout;
+      int& ran_out = ready ? watch->slow_probes : watch->blind_probes;
+      auto limit = std::min<std::chrono::seconds>(ready ? kReadyProbeTimeout * (1 + ran_out)
+                                                        : kEarlyProbeTimeout * (1 << std::min(ran_out, 4)),
+                                                  std::chrono::seconds(30));
       auto probe = ProbeGuest(ep, limit);
-      if (!probe && ready && Clock::now() - now >= limit - std::chrono::milliseconds(100)) ++watch->slow_probes;
+      if (!probe && Clock::now() - now >= limit - std::chrono::milliseconds(100)) ++ran_out;
+      if (!ready) watch->next_blind_probe = Clock::now() + std::chrono::seconds(1);
       spdlog::debug("event=guest-probe vm={} ok={} ms={} error=\"{}\"", vm.name, static_cast<bool>(probe),
                     std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - now).count(),
                     probe ? "" : probe.error().message);
@@ -507,7 +510,8 @@ bool HostImpl::IsOurQemu(const std::vector<std::string>& argv, int64_t id) const
   // Another exed on this machine (another state directory) numbers its VMs
   // from 1 too: ours name their pid file under our runtime directory.
   auto it = std::find(argv.begin(), argv.end(), "-pidfile");
-  if (it == argv.end() || it + 1 == argv.end()) return true;  // not ours to judge: never start a second QEMU on its disk
+  // Without one, not ours to judge: never start a second QEMU on its disk.
+  if (it == argv.end() || it + 1 == argv.end()) return true;
   const std::string& pidfile = *(it + 1);
   const std::string own = fmt::format("{}/vms/{}/qemu.pid", config_.state_dir, id);
   if (pidfile == own) return true;

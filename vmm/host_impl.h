@@ -74,7 +74,9 @@ class HostImpl : public Host {
     std::chrono::steady_clock::time_point hostkey_seen{};
     std::chrono::steady_clock::time_point ready_seen{};
     int probes = 0;
-    int slow_probes = 0;  // probes after exed-ready that ran out of time
+    int slow_probes = 0;   // probes after exed-ready that ran out of time
+    int blind_probes = 0;  // probes before it (kProbeAnywayAfter) that ran out of time
+    std::chrono::steady_clock::time_point next_blind_probe{};
     std::unique_ptr<QmpClient> qmp;  // to see a guest paused on a disk error
     std::chrono::steady_clock::time_point next_status_check{};
     bool paused_on_error = false;  // waiting longer is pointless
@@ -84,10 +86,13 @@ class HostImpl : public Host {
   // answer (yet).
   control::Status CheckNotPaused(const VmDef& vm, BootWatch* watch);
   // A guest that has not printed `exed-ready` this long after QEMU started is
-  // probed anyway (an image that does not print it).
-  static constexpr std::chrono::seconds kProbeAnywayAfter{30};
-  // A probe's time limit before `exed-ready`: a connection made while the
-  // guest has no network hangs until it.
+  // probed anyway (an image, or a guest changed by its user, that does not
+  // print it), once a second at most. Not sooner: on a busy host a tiny boot
+  // can take a minute, and probes cut short at the guest's key exchange slow
+  // it further.
+  static constexpr std::chrono::seconds kProbeAnywayAfter{60};
+  // The time limit of those: a connection made while the guest has no
+  // network hangs until it. 2 s, doubled after each that runs out, to 30 s.
   static constexpr std::chrono::seconds kEarlyProbeTimeout{2};
   // After it: the guest's sshd listens, and a probe that takes long is a
   // slow key exchange (debian's sshd costs ~1.5 s of TCG time per connection,

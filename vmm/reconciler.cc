@@ -102,7 +102,8 @@ ReconcileReport Reconciler::RunOnce(Pass pass) {
   return report;
 }
 
-control::Status Reconciler::EnsureAccount(const std::string& account, const std::map<std::string, db::Budget>& budgets) {
+control::Status Reconciler::EnsureAccount(const std::string& account,
+                                          const std::map<std::string, db::Budget>& budgets) {
   auto b = budgets.find(account);
   if (b == budgets.end()) return control::NotFoundError("no account " + account + " in the database");
   return host_.SetAccountLimits(account, b->second.cpus, b->second.memory_mib, b->second.max_vms);

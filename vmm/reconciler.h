@@ -61,8 +61,8 @@ class Reconciler {
   void Stop();
 
  private:
-  void Reconcile(const db::Vm& vm, const std::map<int64_t, int>& found, const std::map<std::string, db::Budget>& budgets,
-                 Pass pass, ReconcileReport* report);
+  void Reconcile(const db::Vm& vm, const std::map<int64_t, int>& found,
+                 const std::map<std::string, db::Budget>& budgets, Pass pass, ReconcileReport* report);
   // SetAccountLimits with the account's budget from the database.
   control::Status EnsureAccount(const std::string& account, const std::map<std::string, db::Budget>& budgets);
 
