@@ -91,7 +91,7 @@ class Vms(unittest.TestCase):
         print(f"new -> ssh-ready: {time.time() - t0:.1f}s", file=sys.stderr)
         self.assertEqual(vm["vm_name"], "ann-box")
         self.assertEqual(vm["status"], "running")
-        self.assertEqual(vm["https_url"], "https://ann-box.exe.localhost:8443/")
+        self.assertEqual(vm["https_url"], f"https://ann-box.exe.localhost:{self.exed.https_port}/")
         self.assertEqual(vm["ssh_dest"], "ann-box@localhost")
         for field in ("image", "cpus", "memory_mib", "disk_gib"):
             self.assertIn(field, vm)
