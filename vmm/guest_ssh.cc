@@ -39,6 +39,20 @@ control::Result<Session> Connect(const GuestEndpoint& ep, std::chrono::milliseco
   ssh_options_set(s.get(), SSH_OPTIONS_USER, ep.user.c_str());
   ssh_options_set(s.get(), SSH_OPTIONS_TIMEOUT, &secs);
   ssh_options_set(s.get(), SSH_OPTIONS_LOG_VERBOSITY, &verbosity);
+  // No Nagle: the gateway relays small packets (sftp acknowledgements,
+  // window adjustments, keystrokes) that must not wait ~40 ms for a delayed
+  // ACK. Measured: scp through the gateway ran at 0.64x the direct speed
+  // with Nagle, every wait a 40-67 ms gap for a small packet from the guest.
+  int nodelay = 1;
+  ssh_options_set(s.get(), SSH_OPTIONS_NODELAY, &nodelay);
+  // The ciphers in OpenSSH's own client order, so the guest does the work a
+  // direct `ssh` would make it do. libssh prefers AES, which costs a TCG
+  // guest (no AES-NI of its own) more per byte than ChaCha20: 20-40 % more
+  // guest CPU for an scp through the gateway than for the same scp direct.
+  const char* ciphers = "chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr,"
+                        "aes128-gcm@openssh.com,aes256-gcm@openssh.com";
+  ssh_options_set(s.get(), SSH_OPTIONS_CIPHERS_C_S, ciphers);
+  ssh_options_set(s.get(), SSH_OPTIONS_CIPHERS_S_C, ciphers);
   // One host key type, so the pinned key is the one every connection sees.
   ssh_options_set(s.get(), SSH_OPTIONS_HOSTKEYS, "ssh-ed25519");
   ssh_options_set(s.get(), SSH_OPTIONS_KNOWNHOSTS, "/dev/null");
