@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <limits>
 #include <map>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -34,9 +36,18 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
+// Every connection runs on one io_context (see Front::Shared::iocs), so its
+// coroutines, sockets and timers use that context's executor type itself, not
+// the type-erased any_io_executor: copying and querying that one was a fifth
+// of the front's CPU time per small request (perf, ops/bench/https).
+using Executor = net::io_context::executor_type;
 template <class T>
-using Task = net::awaitable<T>;
-using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+using Task = net::awaitable<T, Executor>;
+constexpr net::use_awaitable_t<Executor> kAwait;
+using Socket = net::basic_stream_socket<tcp, Executor>;
+using TcpStream = beast::basic_stream<tcp, Executor>;
+using TlsStream = beast::ssl_stream<TcpStream>;
+using Timer = net::basic_waitable_timer<Clock, net::wait_traits<Clock>, Executor>;
 using Request = http::request<http::buffer_body>;
 using Response = http::response<http::buffer_body>;
 
@@ -200,20 +211,34 @@ struct Front::Shared {
   FrontConfig config;
   CertStore& certs;
   control::Service* service_ptr = nullptr;  // set by Run()
-  net::io_context ioc;
+  // One io_context per io thread, each run by that thread alone (as nginx
+  // runs one worker per core): a connection lives on one of them, so its
+  // handlers need no strand and no lock. The first also runs the acceptors,
+  // which hand connections out in turn.
+  std::vector<std::unique_ptr<net::io_context>> iocs = Contexts(config.threads);
+  std::atomic<size_t> next_ioc{0};
   net::thread_pool blocking{8};
   net::ssl::context listener_ctx{net::ssl::context::tls_server};
-  tcp::acceptor https_acceptor{ioc};
-  tcp::acceptor http_acceptor{ioc};
+  tcp::acceptor https_acceptor{*iocs[0]};
+  tcp::acceptor http_acceptor{*iocs[0]};
   int https_port = 0;
   int http_port = 0;
   TtlCache<control::Result<control::WebTarget>> targets;
   TtlCache<control::Result<control::WebIdentity>> sessions;
   TtlCache<bool> views;
   std::mutex pool_mu;
-  std::map<int, std::vector<std::unique_ptr<beast::tcp_stream>>> idle_upstreams;  // by port
+  // Idle upstream connections by io_context and VM port (see TakeIdle).
+  std::map<std::pair<const void*, int>, std::vector<std::unique_ptr<TcpStream>>> idle_upstreams;
 
   Shared(FrontConfig c, CertStore& cs) : config(std::move(c)), certs(cs) {}
+
+  static std::vector<std::unique_ptr<net::io_context>> Contexts(int threads) {
+    int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    std::vector<std::unique_ptr<net::io_context>> v;
+    for (int i = 0; i < n; ++i) v.push_back(std::make_unique<net::io_context>(1));
+    return v;
+  }
+  net::io_context& NextContext() { return *iocs[next_ioc++ % iocs.size()]; }
   control::Service& service() { return *service_ptr; }
 
   std::string ApexUrl(std::string_view path) const {
@@ -237,7 +262,7 @@ template <class F>
 Task<std::invoke_result_t<F&>> OffLoop(Shared& sh, F& f) {
   using R = std::invoke_result_t<F&>;
   // The handler's result must be default-constructible; Result<T> is not.
-  auto r = co_await net::async_initiate<const net::use_awaitable_t<>&, void(std::optional<R>)>(
+  auto r = co_await net::async_initiate<const net::use_awaitable_t<Executor>&, void(std::optional<R>)>(
       [&sh](auto handler, F fn) {
         net::post(sh.blocking, [handler = std::move(handler), fn = std::move(fn)]() mutable {
           std::optional<R> out(fn());
@@ -245,7 +270,7 @@ Task<std::invoke_result_t<F&>> OffLoop(Shared& sh, F& f) {
           net::post(ex, [handler = std::move(handler), out = std::move(out)]() mutable { handler(std::move(out)); });
         });
       },
-      net::use_awaitable, F(f));
+      kAwait, F(f));
   co_return std::move(*r);
 }
 
@@ -285,9 +310,9 @@ Task<void> WriteReply(Stream& stream, const Reply& r, unsigned version, bool kee
   beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
   if (head) {
     http::response_serializer<http::string_body> sr{res};
-    co_await http::async_write_header(stream, sr, net::use_awaitable);
+    co_await http::async_write_header(stream, sr, kAwait);
   } else {
-    co_await http::async_write(stream, res, net::use_awaitable);
+    co_await http::async_write(stream, res, kAwait);
   }
 }
 
@@ -302,7 +327,7 @@ Task<std::optional<http::status>> ReadRequestHeader(Shared& sh, TlsStream& strea
   // header within header_timeout: a slow client is cut off.
   if (buf.size() == 0) {
     lowest.expires_after(first ? sh.config.header_timeout : sh.config.idle_timeout);
-    auto n = co_await stream.async_read_some(buf.prepare(4096), net::redirect_error(net::use_awaitable, ec));
+    auto n = co_await stream.async_read_some(buf.prepare(4096), net::redirect_error(kAwait, ec));
     if (ec) co_return std::nullopt;
     buf.commit(n);
   }
@@ -325,7 +350,7 @@ Task<std::optional<http::status>> ReadRequestHeader(Shared& sh, TlsStream& strea
     }
     if (end != std::string::npos) break;
     if (buf.size() > sh.config.max_header_bytes) co_return http::status::request_header_fields_too_large;
-    auto n = co_await stream.async_read_some(buf.prepare(4096), net::redirect_error(net::use_awaitable, ec));
+    auto n = co_await stream.async_read_some(buf.prepare(4096), net::redirect_error(kAwait, ec));
     if (ec) co_return std::nullopt;
     buf.commit(n);
   }
@@ -337,7 +362,7 @@ Task<std::optional<http::status>> ReadRequestHeader(Shared& sh, TlsStream& strea
     // optional and calls every body too large.
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
   }
-  co_await http::async_read_header(stream, buf, parser, net::redirect_error(net::use_awaitable, ec));
+  co_await http::async_read_header(stream, buf, parser, net::redirect_error(kAwait, ec));
   if (ec == http::error::header_limit) {
     ec = {};
     co_return http::status::request_header_fields_too_large;
@@ -366,21 +391,28 @@ Task<std::optional<http::status>> ReadRequestHeader(Shared& sh, TlsStream& strea
   co_return std::nullopt;
 }
 
-// Streams the rest of the message in `parser` (whose header is already
-// written through `sr`) from `in` to `out`, 64 KiB at a time.
+// What one client connection reuses from request to request.
+struct ConnBuffers {
+  // A body's 64 KiB on its way through, each direction; made on first use
+  // (not zero-filled; none at all while no message has a body).
+  std::unique_ptr<char[]> request_chunk, response_chunk;
+  beast::flat_buffer response;  // the VM's bytes
+};
+
+// Streams the rest of the message in `parser` (whose header may be written
+// already through `sr`, or goes with the first piece) from `in` to `out`,
+// 64 KiB at a time through `chunk`.
 template <bool isRequest, class In, class Out>
 Task<void> RelayBody(Shared& sh, In& in, beast::flat_buffer& in_buf, http::parser<isRequest, http::buffer_body>& p,
-                     Out& out, http::serializer<isRequest, http::buffer_body>& sr) {
-  // Not zero-filled, and none at all for a message without a body.
-  std::unique_ptr<char[]> chunk;
-  if (!p.is_done()) chunk.reset(new char[kChunk]);
+                     Out& out, http::serializer<isRequest, http::buffer_body>& sr, std::unique_ptr<char[]>& chunk) {
+  if (!p.is_done() && !chunk) chunk.reset(new char[kChunk]);
   do {
     if (!p.is_done()) {
       p.get().body().data = chunk.get();
       p.get().body().size = kChunk;
       beast::get_lowest_layer(in).expires_after(sh.config.body_timeout);
       beast::error_code ec;
-      co_await http::async_read(in, in_buf, p, net::redirect_error(net::use_awaitable, ec));
+      co_await http::async_read(in, in_buf, p, net::redirect_error(kAwait, ec));
       if (ec == http::error::need_buffer) ec = {};
       if (ec) throw beast::system_error(ec);
       p.get().body().size = kChunk - p.get().body().size;
@@ -389,10 +421,11 @@ Task<void> RelayBody(Shared& sh, In& in, beast::flat_buffer& in_buf, http::parse
     } else {
       p.get().body().data = nullptr;
       p.get().body().size = 0;
+      p.get().body().more = false;
     }
     beast::get_lowest_layer(out).expires_after(sh.config.body_timeout);
     beast::error_code ec;
-    co_await http::async_write(out, sr, net::redirect_error(net::use_awaitable, ec));
+    co_await http::async_write(out, sr, net::redirect_error(kAwait, ec));
     if (ec == http::error::need_buffer) ec = {};
     if (ec) throw beast::system_error(ec);
   } while (!p.is_done() && !sr.is_done());
@@ -406,9 +439,9 @@ Task<void> Splice(From& from, To& to) {
   try {
     while (true) {
       beast::get_lowest_layer(from).expires_never();
-      size_t n = co_await from.async_read_some(net::buffer(chunk), net::use_awaitable);
+      size_t n = co_await from.async_read_some(net::buffer(chunk), kAwait);
       beast::get_lowest_layer(to).expires_after(std::chrono::seconds(60));
-      co_await net::async_write(to, net::buffer(chunk.data(), n), net::use_awaitable);
+      co_await net::async_write(to, net::buffer(chunk.data(), n), kAwait);
     }
   } catch (const std::exception&) {
   }
@@ -416,32 +449,58 @@ Task<void> Splice(From& from, To& to) {
   beast::get_lowest_layer(to).cancel();
 }
 
-std::unique_ptr<beast::tcp_stream> TakeIdle(Shared& sh, int port) {
+// Whether a pooled connection is still good to send a request on. The VM may
+// have closed it while idle (servers time idle keep-alive connections out): a
+// closed one reads EOF at once, and one with bytes nobody asked for is no
+// good either. Only "nothing to read" is idle.
+bool StillIdle(TcpStream& s) {
+  if (!s.socket().is_open()) return false;
+  char c;
+  ssize_t n = ::recv(s.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+// An idle connection to `port` for a request on `ex`'s io_context: one made
+// there, else one moved over from another io_context (the socket moves; its
+// old stream, with no operation pending, is dropped), else null.
+std::unique_ptr<TcpStream> TakeIdle(Shared& sh, const Executor& ex, int port) {
+  const void* ctx = &net::query(ex, net::execution::context);
   std::lock_guard lock(sh.pool_mu);
-  auto& v = sh.idle_upstreams[port];
-  while (!v.empty()) {
-    auto s = std::move(v.back());
-    v.pop_back();
-    // The VM may have closed it while idle (servers time idle keep-alive
-    // connections out): a closed one reads EOF at once, and one with bytes
-    // nobody asked for is no good either. Only "nothing to read" is idle.
-    if (!s->socket().is_open()) continue;
-    char c;
-    ssize_t n = ::recv(s->socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return s;
+  for (bool own : {true, false}) {
+    for (auto& [key, v] : sh.idle_upstreams) {
+      if (key.second != port || (key.first == ctx) != own) continue;
+      while (!v.empty()) {
+        auto s = std::move(v.back());
+        v.pop_back();
+        if (!StillIdle(*s)) continue;
+        if (own) return s;
+        beast::error_code ec;
+        auto fd = s->socket().release(ec);
+        if (ec) continue;
+        auto moved = std::make_unique<TcpStream>(ex);
+        moved->socket().assign(tcp::v4(), fd, ec);
+        if (ec) {
+          ::close(fd);
+          continue;
+        }
+        return moved;
+      }
+    }
   }
   return nullptr;
 }
 
-void GiveBack(Shared& sh, int port, std::unique_ptr<beast::tcp_stream> s) {
+void GiveBack(Shared& sh, const Executor& ex, int port, std::unique_ptr<TcpStream> s) {
+  const void* ctx = &net::query(ex, net::execution::context);
   std::lock_guard lock(sh.pool_mu);
-  auto& v = sh.idle_upstreams[port];
+  auto& v = sh.idle_upstreams[{ctx, port}];
   if (v.size() < 32) v.push_back(std::move(s));
 }
 
 // Proxies one request (header read, body not yet) to the VM and its
 // response back. Returns whether the client connection may be kept.
-Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, http::request_parser<http::buffer_body>& parser,
+Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBuffers& bufs,
+                 http::request_parser<http::buffer_body>& parser,
                  const control::WebTarget& vm, const std::optional<control::WebIdentity>& who,
                  const std::string& remote, const std::string& host_header) {
   auto& req = parser.get();
@@ -490,14 +549,15 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, http::
   };
 
   // An idle pooled connection, else a new one.
-  std::unique_ptr<beast::tcp_stream> up = websocket ? nullptr : TakeIdle(sh, vm.web_port);
+  auto ex = co_await net::this_coro::executor;
+  std::unique_ptr<TcpStream> up = websocket ? nullptr : TakeIdle(sh, ex, vm.web_port);
   bool reused = up != nullptr;
   if (!up) {
-    up = std::make_unique<beast::tcp_stream>(co_await net::this_coro::executor);
+    up = std::make_unique<TcpStream>(ex);
     up->expires_after(sh.config.upstream_connect_timeout);
     beast::error_code ec;
     co_await up->async_connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), static_cast<uint16_t>(vm.web_port)),
-                               net::redirect_error(net::use_awaitable, ec));
+                               net::redirect_error(kAwait, ec));
     // Header and body go as separate writes: with Nagle, a small body would
     // wait ~40 ms for the VM's delayed ACK.
     if (!ec) up->socket().set_option(tcp::no_delay(true), ec);
@@ -513,14 +573,14 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, http::
   if (expect_continue) {
     beast::get_lowest_layer(client).expires_after(std::chrono::seconds(30));
     co_await net::async_write(client, net::buffer(std::string_view("HTTP/1.1 100 Continue\r\n\r\n")),
-                              net::use_awaitable);
+                              kAwait);
   }
 
   http::request_serializer<http::buffer_body> sr{req};
   {
     beast::error_code ec;
     up->expires_after(std::chrono::seconds(30));
-    co_await http::async_write_header(*up, sr, net::redirect_error(net::use_awaitable, ec));
+    co_await http::async_write_header(*up, sr, net::redirect_error(kAwait, ec));
     if (ec) {
       co_return co_await fail(http::status::bad_gateway, "VM connection failed",
                               "<p>The connection to the VM broke: " + HtmlEscape(ec.message()) + "</p>");
@@ -529,7 +589,7 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, http::
   bool too_large = false;
   std::optional<beast::error_code> malformed;
   try {
-    co_await RelayBody<true>(sh, client, cbuf, parser, *up, sr);
+    co_await RelayBody<true>(sh, client, cbuf, parser, *up, sr, bufs.request_chunk);
   } catch (const beast::system_error& e) {
     // The client's body broke the HTTP rules (a bad chunk size): a 400, as for
     // a bad header. The VM's connection goes with `up`, mid-request.
@@ -552,7 +612,8 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, http::
   }
 
   // The response. Read in 64 KiB, not Beast's default 512 bytes.
-  beast::flat_buffer ubuf;
+  beast::flat_buffer& ubuf = bufs.response;
+  ubuf.consume(ubuf.size());
   ubuf.reserve(kChunk);
   http::response_parser<http::buffer_body> rp;
   rp.body_limit(std::numeric_limits<std::uint64_t>::max());
@@ -560,7 +621,7 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, http::
   if (head) rp.skip(true);
   up->expires_after(sh.config.upstream_timeout);
   beast::error_code ec;
-  co_await http::async_read_header(*up, ubuf, rp, net::redirect_error(net::use_awaitable, ec));
+  co_await http::async_read_header(*up, ubuf, rp, net::redirect_error(kAwait, ec));
   if (ec) {
     (void)reused;
     if (ec == beast::error::timeout) {
@@ -587,19 +648,18 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, http::
   if (upgraded) {
     http::response_serializer<http::buffer_body> rsr{res};
     beast::get_lowest_layer(client).expires_after(std::chrono::seconds(30));
-    co_await http::async_write_header(client, rsr, net::use_awaitable);
+    co_await http::async_write_header(client, rsr, kAwait);
     // Bytes read past either header belong to the tunnel.
     if (ubuf.size()) {
-      co_await net::async_write(client, ubuf.data(), net::use_awaitable);
+      co_await net::async_write(client, ubuf.data(), kAwait);
       ubuf.consume(ubuf.size());
     }
     if (cbuf.size()) {
-      co_await net::async_write(*up, cbuf.data(), net::use_awaitable);
+      co_await net::async_write(*up, cbuf.data(), kAwait);
       cbuf.consume(cbuf.size());
     }
-    auto ex = co_await net::this_coro::executor;
-    auto upstream = std::shared_ptr<beast::tcp_stream>(std::move(up));
-    auto done = std::make_shared<net::steady_timer>(ex, Clock::time_point::max());
+    auto upstream = std::shared_ptr<TcpStream>(std::move(up));
+    auto done = std::make_shared<Timer>(ex, Clock::time_point::max());
     int* left = new int(2);
     auto finish = [done, left](std::exception_ptr) {
       if (--*left == 0) {
@@ -610,7 +670,7 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, http::
     net::co_spawn(ex, Splice(*upstream, client), finish);
     net::co_spawn(ex, Splice(client, *upstream), finish);
     beast::error_code wait_ec;
-    co_await done->async_wait(net::redirect_error(net::use_awaitable, wait_ec));
+    co_await done->async_wait(net::redirect_error(kAwait, wait_ec));
     co_return false;
   }
 
@@ -619,12 +679,17 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, http::
   res.keep_alive(keep);
   res.version(version);
   http::response_serializer<http::buffer_body> rsr{res};
-  beast::get_lowest_layer(client).expires_after(std::chrono::seconds(30));
-  co_await http::async_write_header(client, rsr, net::use_awaitable);
-  co_await RelayBody<false>(sh, *up, ubuf, rp, client, rsr);
+  // The header goes out with the first piece of the body (one TLS record,
+  // one write) when that piece is here already; alone when the VM is still
+  // producing the body (a stream, a long poll), so the client sees it at once.
+  if (ubuf.size() == 0 && !rp.is_done()) {
+    beast::get_lowest_layer(client).expires_after(std::chrono::seconds(30));
+    co_await http::async_write_header(client, rsr, kAwait);
+  }
+  co_await RelayBody<false>(sh, *up, ubuf, rp, client, rsr, bufs.response_chunk);
   if (upstream_keep_alive && rp.is_done() && ubuf.size() == 0) {
     up->expires_never();
-    GiveBack(sh, vm.web_port, std::move(up));
+    GiveBack(sh, ex, vm.web_port, std::move(up));
   }
   co_return keep;
 }
@@ -810,7 +875,7 @@ Task<bool> MayView(Shared& sh, const control::WebTarget& vm, int64_t account_id)
   co_return may;
 }
 
-Task<void> ServeTls(Shared& sh, tcp::socket socket) {
+Task<void> ServeTls(Shared& sh, Socket socket) {
   std::string remote;
   try {
     remote = socket.remote_endpoint().address().to_string();
@@ -820,11 +885,12 @@ Task<void> ServeTls(Shared& sh, tcp::socket socket) {
   TlsStream stream(std::move(socket), sh.listener_ctx);
   beast::get_lowest_layer(stream).expires_after(sh.config.handshake_timeout);
   beast::error_code ec;
-  co_await stream.async_handshake(net::ssl::stream_base::server, net::redirect_error(net::use_awaitable, ec));
+  co_await stream.async_handshake(net::ssl::stream_base::server, net::redirect_error(kAwait, ec));
   if (ec) co_return;
   const char* sni_c = SSL_get_servername(stream.native_handle(), TLSEXT_NAMETYPE_host_name);
   std::string sni = sni_c ? Lower(sni_c) : "";
   beast::flat_buffer buf;
+  ConnBuffers bufs;
   const std::string& domain = sh.config.domain;
   try {
     for (bool first = true;; first = false) {
@@ -862,7 +928,7 @@ Task<void> ServeTls(Shared& sh, tcp::socket socket) {
             parser.get().body().data = chunk.data();
             parser.get().body().size = chunk.size();
             beast::get_lowest_layer(stream).expires_after(sh.config.body_timeout);
-            co_await http::async_read(stream, buf, parser, net::redirect_error(net::use_awaitable, ec));
+            co_await http::async_read(stream, buf, parser, net::redirect_error(kAwait, ec));
             if (ec == http::error::need_buffer) ec = {};
             if (ec) throw beast::system_error(ec);
             body.append(chunk.data(), chunk.size() - parser.get().body().size);
@@ -913,7 +979,7 @@ Task<void> ServeTls(Shared& sh, tcp::socket socket) {
                                           HtmlEscape(name)));
             handled = true;
           } else {
-            bool keep = co_await Proxy(sh, stream, buf, parser, *vm, who, remote, host_header);
+            bool keep = co_await Proxy(sh, stream, buf, bufs, parser, *vm, who, remote, host_header);
             if (!keep) break;
             continue;
           }
@@ -935,7 +1001,7 @@ Task<void> ServeTls(Shared& sh, tcp::socket socket) {
     spdlog::debug("event=http-connection-error source={} error=\"{}\"", remote, e.what());
   }
   beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
-  co_await stream.async_shutdown(net::redirect_error(net::use_awaitable, ec));
+  co_await stream.async_shutdown(net::redirect_error(kAwait, ec));
 }
 
 // ACME http-01: GET /.well-known/acme-challenge/TOKEN gets the key
@@ -951,14 +1017,14 @@ std::optional<std::string> AcmeAnswer(const Shared& sh, const http::request<http
 }
 
 // Plain HTTP: everything is redirected to https, but for ACME http-01 answers.
-Task<void> ServePlain(Shared& sh, tcp::socket socket) {
-  beast::tcp_stream stream(std::move(socket));
+Task<void> ServePlain(Shared& sh, Socket socket) {
+  TcpStream stream(std::move(socket));
   beast::flat_buffer buf;
   try {
     stream.expires_after(sh.config.header_timeout);
     http::request_parser<http::empty_body> parser;
     parser.header_limit(static_cast<uint32_t>(sh.config.max_header_bytes));
-    co_await http::async_read_header(stream, buf, parser, net::use_awaitable);
+    co_await http::async_read_header(stream, buf, parser, kAwait);
     auto& req = parser.get();
     std::string host = HostOnly(req[http::field::host]);
     Reply r;
@@ -980,7 +1046,7 @@ template <class Serve>
 Task<void> AcceptLoop(Shared& sh, tcp::acceptor& acceptor, Serve serve) {
   while (acceptor.is_open()) {
     beast::error_code ec;
-    auto socket = co_await acceptor.async_accept(net::make_strand(sh.ioc), net::redirect_error(net::use_awaitable, ec));
+    auto socket = co_await acceptor.async_accept(sh.NextContext(), net::redirect_error(kAwait, ec));
     if (ec) {
       if (!acceptor.is_open()) break;
       continue;
@@ -1033,23 +1099,28 @@ int Front::http_port() const { return sh_->http_port; }
 
 void Front::Run(control::Service& service) {
   sh_->service_ptr = &service;
-  net::co_spawn(sh_->ioc, AcceptLoop(*sh_, sh_->https_acceptor, ServeTls), net::detached);
-  if (sh_->http_acceptor.is_open()) net::co_spawn(sh_->ioc, AcceptLoop(*sh_, sh_->http_acceptor, ServePlain), net::detached);
-  int n = sh_->config.threads > 0 ? sh_->config.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  auto& first = *sh_->iocs[0];
+  net::co_spawn(first, AcceptLoop(*sh_, sh_->https_acceptor, ServeTls), net::detached);
+  if (sh_->http_acceptor.is_open()) net::co_spawn(first, AcceptLoop(*sh_, sh_->http_acceptor, ServePlain), net::detached);
+  // Until Stop(), also while a context has no connection.
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> keep_running;
+  for (auto& ioc : sh_->iocs) keep_running.push_back(net::make_work_guard(*ioc));
   std::vector<std::thread> threads;
-  for (int i = 1; i < n; ++i) threads.emplace_back([this] { sh_->ioc.run(); });
-  sh_->ioc.run();
+  for (size_t i = 1; i < sh_->iocs.size(); ++i) {
+    threads.emplace_back([ioc = sh_->iocs[i].get()] { ioc->run(); });
+  }
+  first.run();
   for (auto& t : threads) t.join();
 }
 
 void Front::Stop() {
   if (!sh_) return;
-  net::post(sh_->ioc, [sh = sh_.get()] {
+  net::post(*sh_->iocs[0], [sh = sh_.get()] {
     beast::error_code ec;
     sh->https_acceptor.close(ec);
     sh->http_acceptor.close(ec);
   });
-  sh_->ioc.stop();
+  for (auto& ioc : sh_->iocs) ioc->stop();
 }
 
 }  // namespace httpfront

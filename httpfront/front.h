@@ -7,8 +7,8 @@
 //   https://VM.DOMAIN/          the VM's web server, for those who may see it
 //   http://ANY/                 a redirect to https, and ACME http-01 answers
 //
-// Threading: one io_context run by `threads` threads; each connection is a
-// coroutine on its own strand. Questions to the control plane (blocking
+// Threading: `threads` io_contexts, each run by one thread; each connection
+// is a coroutine on one of them, handed out in turn. Questions to the control plane (blocking
 // PostgreSQL round trips) run on a separate thread pool, never on the io
 // threads, and their answers are cached for a second or two.
 //
