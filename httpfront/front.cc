@@ -226,11 +226,32 @@ struct Front::Shared {
   TtlCache<control::Result<control::WebTarget>> targets;
   TtlCache<control::Result<control::WebIdentity>> sessions;
   TtlCache<bool> views;
-  std::mutex pool_mu;
-  // Idle upstream connections by io_context and VM port (see TakeIdle).
-  std::map<std::pair<const void*, int>, std::vector<std::unique_ptr<TcpStream>>> idle_upstreams;
+  // Idle upstream connections by VM port, one pool per io_context (same
+  // index as iocs; see TakeIdle). Each has its own lock: a thread takes and
+  // gives back on its own pool, uncontended; it locks another's only to
+  // borrow when its own has none for that port.
+  struct UpstreamPool {
+    std::mutex mu;
+    std::map<int, std::vector<std::unique_ptr<TcpStream>>> idle;
+  };
+  std::vector<std::unique_ptr<UpstreamPool>> pools = Pools(iocs.size());
 
   Shared(FrontConfig c, CertStore& cs) : config(std::move(c)), certs(cs) {}
+
+  static std::vector<std::unique_ptr<UpstreamPool>> Pools(size_t n) {
+    std::vector<std::unique_ptr<UpstreamPool>> v;
+    for (size_t i = 0; i < n; ++i) v.push_back(std::make_unique<UpstreamPool>());
+    return v;
+  }
+
+  // The pool of the io_context `ex` runs on.
+  UpstreamPool& PoolOf(const Executor& ex) {
+    const auto* ctx = &net::query(ex, net::execution::context);
+    for (size_t i = 0; i < iocs.size(); ++i) {
+      if (iocs[i].get() == ctx) return *pools[i];
+    }
+    return *pools[0];  // not one of ours: unreachable, every stream runs on iocs
+  }
 
   static std::vector<std::unique_ptr<net::io_context>> Contexts(int threads) {
     int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -464,36 +485,42 @@ bool StillIdle(TcpStream& s) {
 // there, else one moved over from another io_context (the socket moves; its
 // old stream, with no operation pending, is dropped), else null.
 std::unique_ptr<TcpStream> TakeIdle(Shared& sh, const Executor& ex, int port) {
-  const void* ctx = &net::query(ex, net::execution::context);
-  std::lock_guard lock(sh.pool_mu);
-  for (bool own : {true, false}) {
-    for (auto& [key, v] : sh.idle_upstreams) {
-      if (key.second != port || (key.first == ctx) != own) continue;
-      while (!v.empty()) {
-        auto s = std::move(v.back());
-        v.pop_back();
-        if (!StillIdle(*s)) continue;
-        if (own) return s;
-        beast::error_code ec;
-        auto fd = s->socket().release(ec);
-        if (ec) continue;
-        auto moved = std::make_unique<TcpStream>(ex);
-        moved->socket().assign(tcp::v4(), fd, ec);
-        if (ec) {
-          ::close(fd);
-          continue;
-        }
-        return moved;
-      }
+  Shared::UpstreamPool& own = sh.PoolOf(ex);
+  // Pops idle connections to `port` from `pool` until one still is.
+  auto take = [port](Shared::UpstreamPool& pool) -> std::unique_ptr<TcpStream> {
+    std::lock_guard lock(pool.mu);
+    auto it = pool.idle.find(port);
+    if (it == pool.idle.end()) return nullptr;
+    while (!it->second.empty()) {
+      auto s = std::move(it->second.back());
+      it->second.pop_back();
+      if (StillIdle(*s)) return s;
     }
+    return nullptr;
+  };
+  if (auto s = take(own)) return s;
+  for (auto& pool : sh.pools) {
+    if (pool.get() == &own) continue;
+    auto s = take(*pool);
+    if (!s) continue;
+    beast::error_code ec;
+    auto fd = s->socket().release(ec);
+    if (ec) continue;
+    auto moved = std::make_unique<TcpStream>(ex);
+    moved->socket().assign(tcp::v4(), fd, ec);
+    if (ec) {
+      ::close(fd);
+      continue;
+    }
+    return moved;
   }
   return nullptr;
 }
 
 void GiveBack(Shared& sh, const Executor& ex, int port, std::unique_ptr<TcpStream> s) {
-  const void* ctx = &net::query(ex, net::execution::context);
-  std::lock_guard lock(sh.pool_mu);
-  auto& v = sh.idle_upstreams[{ctx, port}];
+  Shared::UpstreamPool& pool = sh.PoolOf(ex);
+  std::lock_guard lock(pool.mu);
+  auto& v = pool.idle[port];
   if (v.size() < 32) v.push_back(std::move(s));
 }
 
