@@ -470,6 +470,58 @@ Task<void> Splice(From& from, To& to) {
   beast::get_lowest_layer(to).cancel();
 }
 
+// Where a response header that ends in `have` ends (just past its empty
+// line), with CRLF or bare LF line ends; npos when it is not all here yet.
+size_t ResponseHeaderEnd(std::string_view have) {
+  for (size_t i = have.find('\n'); i != std::string_view::npos; i = have.find('\n', i + 1)) {
+    if (i + 1 < have.size() && have[i + 1] == '\n') return i + 2;
+    if (i + 2 < have.size() && have[i + 1] == '\r' && have[i + 2] == '\n') return i + 3;
+  }
+  return std::string_view::npos;
+}
+
+// Reads a VM's response header into `buf` and parses it with `parser`, as
+// http::async_read_header does, except that a bare LF ends a line as CRLF
+// does (RFC 9112 2.2 lets a recipient accept it): CGI scripts that print
+// their header with `echo` are common, and browsers and nginx take them.
+// Requests, which could smuggle, stay strict. Bytes past the header stay in
+// `buf`.
+Task<void> ReadResponseHeader(TcpStream& up, beast::flat_buffer& buf, http::response_parser<http::buffer_body>& parser,
+                              size_t limit, beast::error_code& ec) {
+  size_t end = std::string_view::npos;
+  while ((end = ResponseHeaderEnd({static_cast<const char*>(buf.data().data()), buf.size()})) ==
+         std::string_view::npos) {
+    if (buf.size() >= limit) {
+      ec = http::error::header_limit;
+      co_return;
+    }
+    size_t n = co_await up.async_read_some(buf.prepare(std::max<size_t>(4096, buf.capacity() - buf.size())),
+                                           net::redirect_error(kAwait, ec));
+    if (ec) co_return;
+    buf.commit(n);
+  }
+  std::string_view have(static_cast<const char*>(buf.data().data()), buf.size());
+  std::string_view header = have.substr(0, end);
+  bool bare = false;
+  for (size_t i = header.find('\n'); i != std::string_view::npos && !bare; i = header.find('\n', i + 1)) {
+    bare = i == 0 || header[i - 1] != '\r';
+  }
+  if (bare) {
+    std::string fixed;
+    fixed.reserve(have.size() + 64);
+    for (char c : header) {
+      if (c == '\n' && (fixed.empty() || fixed.back() != '\r')) fixed += '\r';
+      fixed += c;
+    }
+    fixed.append(have.substr(end));
+    buf.consume(buf.size());
+    buf.commit(net::buffer_copy(buf.prepare(fixed.size()), net::buffer(fixed)));
+  }
+  size_t used = parser.put(buf.data(), ec);
+  buf.consume(used);
+  if (!ec && !parser.is_header_done()) ec = http::error::partial_message;
+}
+
 // Whether a pooled connection is still good to send a request on. The VM may
 // have closed it while idle (servers time idle keep-alive connections out): a
 // closed one reads EOF at once, and one with bytes nobody asked for is no
@@ -648,7 +700,7 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
   if (head) rp.skip(true);
   up->expires_after(sh.config.upstream_timeout);
   beast::error_code ec;
-  co_await http::async_read_header(*up, ubuf, rp, net::redirect_error(kAwait, ec));
+  co_await ReadResponseHeader(*up, ubuf, rp, 64 * 1024, ec);
   if (ec) {
     (void)reused;
     if (ec == beast::error::timeout) {

@@ -37,11 +37,18 @@ PG = None
 VM = "web"
 MARKER = "exed-https-e2e-index"
 
-# Files put into the VM as root. CGI output needs CRLF header lines: busybox httpd passes
-# them through as written, and the front (Beast) refuses bare-LF response headers (502).
+# Files put into the VM as root. busybox httpd passes CGI output through as written:
+# `lf` prints its header with echo (bare LF line ends), which the front accepts.
 VM_SETUP = r"""
 set -e
 mkdir -p /var/www/cgi-bin
+cat > /var/www/cgi-bin/lf <<'EOF'
+#!/bin/sh
+echo 'Content-Type: text/plain'
+echo 'X-Line-Ends: lf'
+echo
+echo 'header lines ended by LF'
+EOF
 echo '<!doctype html><p>%(marker)s</p>' > /var/www/index.html
 cat > /var/www/cgi-bin/env <<'EOF'
 #!/bin/sh
@@ -422,6 +429,15 @@ class Https(unittest.TestCase):
         self.assertEqual(r.status, 200, r)
         self.assertIn("cookies set", r.body)
         self.assertEqual(r.set_cookies, ["vmcookie=kept; Path=/"])
+
+    def test_04b_response_header_with_bare_lf_line_ends_is_taken(self):
+        # A CGI script printing its header with echo: browsers and nginx accept it, so do we
+        # (RFC 9112 2.2); the client gets CRLF.
+        r = self.curl(self.vmurl + "/cgi-bin/lf", "-H", f"Cookie: {self.vm_cookie('ann')}")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.headers.get("x-line-ends"), "lf", r)
+        self.assertEqual(r.headers.get("content-type"), "text/plain", r)
+        self.assertEqual(r.body, "header lines ended by LF\n")
 
     def test_05_share_add_lets_the_other_account_in_and_remove_shuts_it_out(self):
         bob = self.account_jar("bob")
