@@ -1,65 +1,42 @@
+// The certificate stores themselves; TLS handshakes against them are in
+// tls_handshake_test.cc.
 #include "httpfront/certs.h"
 
 #include <gtest/gtest.h>
-#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 
-#include <array>
-#include <boost/asio.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "httpfront/certs_test_support.h"
+
 namespace httpfront {
 namespace {
 
-namespace asio = boost::asio;
-namespace ssl = boost::asio::ssl;
 namespace fs = std::filesystem;
-using asio::ip::tcp;
 using Clock = std::chrono::system_clock;
-
-template <auto Free>
-struct Deleter {
-  template <class T>
-  void operator()(T* p) const { Free(p); }
-};
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO_free_all>>;
-using KeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
-using SessionPtr = std::unique_ptr<SSL_SESSION, Deleter<SSL_SESSION_free>>;
-using StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX_free>>;
-using StorePtr = std::unique_ptr<X509_STORE, Deleter<X509_STORE_free>>;
-using X509Ptr = std::unique_ptr<X509, Deleter<X509_free>>;
-
-constexpr char kDomain[] = "exe.localhost";
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "exed-certs-test-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
-
- private:
-  std::string path_;
-};
+using certs_testing::BioPtr;
+using certs_testing::CertPem;
+using certs_testing::kDomain;
+using certs_testing::LeafOf;
+using certs_testing::Pair;
+using certs_testing::SelfSigned;
+using certs_testing::StoreCtxPtr;
+using certs_testing::StorePtr;
+using certs_testing::SubjectCn;
+using certs_testing::TempDir;
+using certs_testing::WriteFile;
+using certs_testing::X509Ptr;
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
@@ -68,34 +45,10 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// Replaces `path` the way an operator's tooling (certbot, cp + mv) does.
-void WriteFile(const std::string& path, const std::string& data) {
-  std::ofstream(path + ".new") << data;
-  fs::rename(path + ".new", path);
-}
-
 X509Ptr ParseCert(const std::string& pem) {
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   return X509Ptr(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
 }
-
-std::string CertPem(X509* cert) {
-  BioPtr bio(BIO_new(BIO_s_mem()));
-  PEM_write_bio_X509(bio.get(), cert);
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, len);
-}
-
-std::string KeyPem(EVP_PKEY* key) {
-  BioPtr bio(BIO_new(BIO_s_mem()));
-  PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr);
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, len);
-}
-
-X509* LeafOf(const std::shared_ptr<ssl::context>& ctx) { return SSL_CTX_get0_certificate(ctx->native_handle()); }
 
 // Runs OpenSSL's own chain verification of `leaf` against `ca_pem` as a TLS
 // client would for `host`; returns the X509_V_ERR code (X509_V_OK on success).
@@ -109,32 +62,6 @@ int Verify(X509* leaf, const std::string& ca_pem, const std::string& host) {
   X509_VERIFY_PARAM_set1_host(X509_STORE_CTX_get0_param(ctx.get()), host.c_str(), host.size());
   X509_verify_cert(ctx.get());
   return X509_STORE_CTX_get_error(ctx.get());
-}
-
-// A self-signed certificate and key as an operator might bring, for `cn`.
-struct Pair {
-  std::string cert_pem;
-  std::string key_pem;
-};
-Pair SelfSigned(const std::string& cn) {
-  KeyPtr key(EVP_EC_gen("P-256"));
-  X509Ptr cert(X509_new());
-  X509_set_version(cert.get(), X509_VERSION_3);
-  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 1);
-  X509_gmtime_adj(X509_getm_notBefore(cert.get()), 0);
-  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 86400);
-  X509_NAME_add_entry_by_txt(X509_get_subject_name(cert.get()), "CN", MBSTRING_UTF8,
-                             reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
-  X509_set_issuer_name(cert.get(), X509_get_subject_name(cert.get()));
-  X509_set_pubkey(cert.get(), key.get());
-  X509_sign(cert.get(), key.get(), EVP_sha256());
-  return {CertPem(cert.get()), KeyPem(key.get())};
-}
-
-std::string SubjectCn(X509* cert) {
-  char buf[256] = {};
-  X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, sizeof buf);
-  return buf;
 }
 
 // ---------------------------------------------------------------- internal CA
@@ -442,390 +369,6 @@ TEST_F(CertFilesTest, FailedReloadKeepsServingTheOldCertificate) {
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.error().message.find("does not match"), std::string::npos) << st.error().message;
   EXPECT_EQ(SubjectCn(LeafOf(*(*store)->ContextFor("x"))), "a.example.test");
-}
-
-// ------------------------------------------------------------ TLS handshakes
-
-// A TLS echo server on 127.0.0.1:0, run on its own thread. `setup` prepares
-// the listener context (InstallSni for the real thing).
-class EchoServer {
- public:
-  explicit EchoServer(const std::function<void(ssl::context&)>& setup)
-      : listener_(ssl::context::tls_server), acceptor_(io_, tcp::endpoint(asio::ip::address_v4::loopback(), 0)) {
-    setup(listener_);
-    Accept();
-    thread_ = std::thread([this] { io_.run(); });
-  }
-  ~EchoServer() {
-    io_.stop();
-    thread_.join();
-  }
-  unsigned short port() const { return acceptor_.local_endpoint().port(); }
-
- private:
-  using Stream = ssl::stream<tcp::socket>;
-
-  void Accept() {
-    acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
-      if (ec) return;
-      auto stream = std::make_shared<Stream>(std::move(socket), listener_);
-      stream->async_handshake(ssl::stream_base::server, [this, stream](boost::system::error_code ec) {
-        if (!ec) Echo(stream);
-      });
-      Accept();
-    });
-  }
-
-  void Echo(const std::shared_ptr<Stream>& stream) {
-    auto buf = std::make_shared<std::array<char, 256>>();
-    stream->async_read_some(asio::buffer(*buf), [this, stream, buf](boost::system::error_code ec, size_t n) {
-      if (ec) {
-        // A clean close_notify from the client: answer it, so the session
-        // stays resumable.
-        stream->async_shutdown([stream](boost::system::error_code) {});
-        return;
-      }
-      asio::async_write(*stream, asio::buffer(buf->data(), n),
-                        [this, stream, buf](boost::system::error_code ec, size_t) {
-                          if (!ec) Echo(stream);
-                        });
-    });
-  }
-
-  asio::io_context io_;
-  ssl::context listener_;
-  tcp::acceptor acceptor_;
-  std::thread thread_;
-};
-
-struct ClientOptions {
-  std::string sni;          // empty: no SNI sent
-  std::string ca_pem;       // empty: no verification
-  std::string verify_host;  // checked against the certificate when set
-  int min_version = TLS1_2_VERSION;
-  int max_version = TLS1_3_VERSION;
-  std::vector<std::string> alpn = {"http/1.1"};
-  std::string tls12_ciphers;  // empty: OpenSSL's default
-  bool legacy = false;        // security level 0, for a TLS 1.1 client
-  bool no_ticket = false;
-  SSL_SESSION* resume = nullptr;
-};
-
-// A TLS client driven step by step in this thread; each step gives up after
-// a few seconds so a broken server fails the test instead of hanging it.
-class Client {
- public:
-  explicit Client(const ClientOptions& o) : ctx_(MakeContext(o)), stream_(io_, ctx_) {
-    SSL* s = stream_.native_handle();
-    if (!o.sni.empty()) SSL_set_tlsext_host_name(s, o.sni.c_str());
-    if (!o.verify_host.empty()) SSL_set1_host(s, o.verify_host.c_str());
-    if (o.resume) SSL_set_session(s, o.resume);
-  }
-
-  boost::system::error_code Connect(unsigned short port) {
-    tcp::endpoint ep(asio::ip::address_v4::loopback(), port);
-    auto ec = Run([&](auto done) { stream_.lowest_layer().async_connect(ep, done); });
-    if (ec) return ec;
-    return Run([&](auto done) { stream_.async_handshake(ssl::stream_base::client, done); });
-  }
-
-  // Sends `text` and returns what came back ("" on an error).
-  std::string Echo(const std::string& text) {
-    auto ec = Run([&](auto done) {
-      asio::async_write(stream_, asio::buffer(text), [done](boost::system::error_code ec, size_t) { done(ec); });
-    });
-    if (ec) return "";
-    std::string back(text.size(), '\0');
-    ec = Run([&](auto done) {
-      asio::async_read(stream_, asio::buffer(back), [done](boost::system::error_code ec, size_t) { done(ec); });
-    });
-    return ec ? "" : back;
-  }
-
-  void Close() {
-    Run([&](auto done) { stream_.async_shutdown(done); });
-  }
-
-  SSL* ssl() { return stream_.native_handle(); }
-  std::string Alpn() {
-    const unsigned char* p = nullptr;
-    unsigned int len = 0;
-    SSL_get0_alpn_selected(ssl(), &p, &len);
-    return std::string(reinterpret_cast<const char*>(p), len);
-  }
-  std::string PeerCn() {
-    X509Ptr peer(SSL_get1_peer_certificate(ssl()));
-    return peer ? SubjectCn(peer.get()) : "";
-  }
-
- private:
-  // The context is set up before the stream exists: SSL_new copies versions,
-  // ciphers, ALPN and verify mode from it.
-  static ssl::context MakeContext(const ClientOptions& o) {
-    ssl::context ctx(ssl::context::tls_client);
-    SSL_CTX* c = ctx.native_handle();
-    if (o.legacy) {
-      SSL_CTX_set_security_level(c, 0);
-      SSL_CTX_set_cipher_list(c, "DEFAULT:@SECLEVEL=0");
-    }
-    SSL_CTX_set_min_proto_version(c, o.min_version);
-    SSL_CTX_set_max_proto_version(c, o.max_version);
-    if (!o.tls12_ciphers.empty()) SSL_CTX_set_cipher_list(c, o.tls12_ciphers.c_str());
-    if (o.no_ticket) SSL_CTX_set_options(c, SSL_OP_NO_TICKET);
-    std::string wire;
-    for (const std::string& p : o.alpn) wire += static_cast<char>(p.size()) + p;
-    if (!wire.empty()) {
-      SSL_CTX_set_alpn_protos(c, reinterpret_cast<const unsigned char*>(wire.data()), wire.size());
-    }
-    if (!o.ca_pem.empty()) {
-      ctx.add_certificate_authority(asio::buffer(o.ca_pem));
-      ctx.set_verify_mode(ssl::verify_peer);
-    }
-    return ctx;
-  }
-
-  template <class Start>
-  boost::system::error_code Run(Start start) {
-    boost::system::error_code result = asio::error::timed_out;
-    bool finished = false;
-    start([&](boost::system::error_code ec) {
-      result = ec;
-      finished = true;
-    });
-    io_.restart();
-    io_.run_for(std::chrono::seconds(10));
-    if (!finished) {
-      boost::system::error_code ignored;
-      stream_.lowest_layer().close(ignored);
-      io_.restart();
-      io_.run();
-    }
-    return finished ? result : asio::error::timed_out;
-  }
-
-  asio::io_context io_;
-  ssl::context ctx_;
-  ssl::stream<tcp::socket> stream_;
-};
-
-class HandshakeTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    auto store = OpenInternalCa(dir_ / "ca", kDomain);
-    ASSERT_TRUE(store.ok()) << store.error().message;
-    store_ = std::move(store).value();
-    server_ = std::make_unique<EchoServer>([this](ssl::context& ctx) { InstallSni(ctx, *store_); });
-  }
-
-  ClientOptions Verified(const std::string& name) {
-    ClientOptions o;
-    o.sni = name;
-    o.verify_host = name;
-    o.ca_pem = store_->CaPem();
-    return o;
-  }
-
-  TempDir dir_;
-  std::unique_ptr<CertStore> store_;
-  std::unique_ptr<EchoServer> server_;
-};
-
-TEST_F(HandshakeTest, Tls13WithAlpnAndACertificateTheClientVerifies) {
-  Client c(Verified("foo.exe.localhost"));
-  auto ec = c.Connect(server_->port());
-  ASSERT_FALSE(ec) << ec.message();
-  EXPECT_EQ(SSL_version(c.ssl()), TLS1_3_VERSION);
-  EXPECT_EQ(c.Alpn(), "http/1.1");
-  EXPECT_EQ(c.PeerCn(), "foo.exe.localhost");
-  EXPECT_EQ(SSL_get_verify_result(c.ssl()), X509_V_OK);
-  EXPECT_EQ(c.Echo("hello"), "hello");
-  c.Close();
-}
-
-TEST_F(HandshakeTest, ClientVerifyingAnotherNameFails) {
-  ClientOptions o = Verified("foo.exe.localhost");
-  o.verify_host = "bar.exe.localhost";
-  Client c(o);
-  EXPECT_TRUE(c.Connect(server_->port()));
-}
-
-TEST_F(HandshakeTest, NoSniGetsTheApexCertificate) {
-  ClientOptions o = Verified(kDomain);
-  o.sni.clear();
-  Client c(o);
-  auto ec = c.Connect(server_->port());
-  ASSERT_FALSE(ec) << ec.message();
-  EXPECT_EQ(c.PeerCn(), kDomain);
-  c.Close();
-}
-
-TEST_F(HandshakeTest, UnknownNameFailsWithUnrecognizedName) {
-  ClientOptions o;
-  o.sni = "evil.com";
-  Client c(o);
-  auto ec = c.Connect(server_->port());
-  ASSERT_TRUE(ec);
-  EXPECT_EQ(ec.category(), asio::error::get_ssl_category()) << ec.message();
-  EXPECT_EQ(ERR_GET_REASON(ec.value()), SSL_R_TLSV1_UNRECOGNIZED_NAME) << ec.message();
-}
-
-TEST_F(HandshakeTest, ClientWithoutAlpnIsServedAndOneWithoutHttp11IsRefused) {
-  ClientOptions none = Verified("foo.exe.localhost");
-  none.alpn.clear();
-  Client plain(none);
-  auto ec = plain.Connect(server_->port());
-  ASSERT_FALSE(ec) << ec.message();
-  EXPECT_EQ(plain.Alpn(), "");
-  plain.Close();
-
-  ClientOptions h2 = Verified("foo.exe.localhost");
-  h2.alpn = {"h2"};
-  Client c(h2);
-  ec = c.Connect(server_->port());
-  ASSERT_TRUE(ec);
-  EXPECT_EQ(ERR_GET_REASON(ec.value()), SSL_R_TLSV1_ALERT_NO_APPLICATION_PROTOCOL) << ec.message();
-
-  ClientOptions both = Verified("foo.exe.localhost");
-  both.alpn = {"h2", "http/1.1"};
-  Client d(both);
-  ec = d.Connect(server_->port());
-  ASSERT_FALSE(ec) << ec.message();
-  EXPECT_EQ(d.Alpn(), "http/1.1");
-  d.Close();
-}
-
-TEST_F(HandshakeTest, Tls11ClientIsRefused) {
-  ClientOptions o = Verified("foo.exe.localhost");
-  o.legacy = true;
-  o.min_version = TLS1_1_VERSION;
-  o.max_version = TLS1_1_VERSION;
-  o.alpn.clear();
-
-  // The same client does get TLS 1.1 from a server without exed's policy, so
-  // the refusal below is the policy's doing.
-  auto leaf = store_->ContextFor("foo.exe.localhost");
-  ASSERT_TRUE(leaf.ok());
-  EchoServer permissive([&](ssl::context& ctx) {
-    SSL_CTX* c = ctx.native_handle();
-    SSL_CTX_set_security_level(c, 0);
-    SSL_CTX_set_min_proto_version(c, TLS1_VERSION);
-    SSL_CTX_set_cipher_list(c, "DEFAULT:@SECLEVEL=0");
-    SSL_CTX_use_certificate(c, LeafOf(*leaf));
-    SSL_CTX_use_PrivateKey(c, SSL_CTX_get0_privatekey((*leaf)->native_handle()));
-  });
-  Client control(o);
-  auto ec = control.Connect(permissive.port());
-  ASSERT_FALSE(ec) << ec.message();
-  EXPECT_EQ(SSL_version(control.ssl()), TLS1_1_VERSION);
-  control.Close();
-
-  Client c(o);
-  ec = c.Connect(server_->port());
-  ASSERT_TRUE(ec);
-  EXPECT_EQ(ERR_GET_REASON(ec.value()), SSL_R_TLSV1_ALERT_PROTOCOL_VERSION) << ec.message();
-}
-
-TEST_F(HandshakeTest, Tls12UsesOnlyEcdheAeadSuites) {
-  ClientOptions o = Verified("foo.exe.localhost");
-  o.max_version = TLS1_2_VERSION;
-  Client c(o);
-  auto ec = c.Connect(server_->port());
-  ASSERT_FALSE(ec) << ec.message();
-  EXPECT_EQ(SSL_version(c.ssl()), TLS1_2_VERSION);
-  const SSL_CIPHER* cipher = SSL_get_current_cipher(c.ssl());
-  EXPECT_EQ(SSL_CIPHER_get_kx_nid(cipher), NID_kx_ecdhe) << SSL_CIPHER_get_name(cipher);
-  EXPECT_TRUE(SSL_CIPHER_is_aead(cipher)) << SSL_CIPHER_get_name(cipher);
-  c.Close();
-
-  for (const char* weak : {"ECDHE-ECDSA-AES128-SHA256", "ECDHE-ECDSA-AES256-SHA"}) {
-    o.tls12_ciphers = weak;
-    Client w(o);
-    EXPECT_TRUE(w.Connect(server_->port())) << weak;
-  }
-}
-
-// Connects twice with a TLS 1.2-only client, the second time offering the
-// session from the first; returns whether it was resumed.
-class ResumptionTest : public HandshakeTest {
- protected:
-  bool ConnectTwice(ClientOptions o) {
-    Client first(o);
-    auto ec = first.Connect(server_->port());
-    EXPECT_FALSE(ec) << ec.message();
-    if (ec) return false;
-    EXPECT_EQ(SSL_version(first.ssl()), o.max_version);
-    EXPECT_FALSE(SSL_session_reused(first.ssl()));
-    // After the echo, TLS 1.3's post-handshake tickets have been read too.
-    EXPECT_EQ(first.Echo("one"), "one");
-    SessionPtr session(SSL_get1_session(first.ssl()));
-    first.Close();
-    EXPECT_TRUE(session && SSL_SESSION_is_resumable(session.get()));
-    // Without a ticket, resumption can only come from the server's cache.
-    if (session) {
-      EXPECT_EQ(SSL_SESSION_has_ticket(session.get()) == 1, !o.no_ticket);
-    }
-    o.resume = session.get();
-    Client second(o);
-    ec = second.Connect(server_->port());
-    EXPECT_FALSE(ec) << ec.message();
-    if (ec) return false;
-    EXPECT_EQ(second.Echo("two"), "two");
-    EXPECT_EQ(SSL_version(second.ssl()), o.max_version);
-    EXPECT_EQ(second.PeerCn(), o.sni);
-    bool reused = SSL_session_reused(second.ssl()) == 1;
-    second.Close();
-    return reused;
-  }
-};
-
-TEST_F(ResumptionTest, Tls12ResumesWithATicket) {
-  ClientOptions o = Verified("foo.exe.localhost");
-  o.max_version = TLS1_2_VERSION;
-  EXPECT_TRUE(ConnectTwice(o));
-}
-
-TEST_F(ResumptionTest, Tls12ResumesFromTheServerSessionCache) {
-  ClientOptions o = Verified("foo.exe.localhost");
-  o.max_version = TLS1_2_VERSION;
-  o.no_ticket = true;
-  EXPECT_TRUE(ConnectTwice(o));
-}
-
-TEST_F(ResumptionTest, Tls13Resumes) {
-  EXPECT_TRUE(ConnectTwice(Verified("foo.exe.localhost")));
-}
-
-// An operator's certificate replaced and reloaded while a connection is open:
-// that connection keeps working, the next one gets the new certificate.
-TEST(CertFilesHandshakeTest, ReloadKeepsOpenConnections) {
-  TempDir dir;
-  Pair a = SelfSigned("a.example.test");
-  WriteFile(dir / "cert.pem", a.cert_pem);
-  WriteFile(dir / "key.pem", a.key_pem);
-  auto store = OpenCertFiles(dir / "cert.pem", dir / "key.pem");
-  ASSERT_TRUE(store.ok()) << store.error().message;
-  EchoServer server([&](ssl::context& ctx) { InstallSni(ctx, **store); });
-
-  ClientOptions o;
-  o.sni = "www.example.test";
-  Client old(o);
-  auto ec = old.Connect(server.port());
-  ASSERT_FALSE(ec) << ec.message();
-  EXPECT_EQ(old.PeerCn(), "a.example.test");
-  EXPECT_EQ(old.Echo("before"), "before");
-
-  Pair b = SelfSigned("b.example.test");
-  WriteFile(dir / "cert.pem", b.cert_pem);
-  WriteFile(dir / "key.pem", b.key_pem);
-  ASSERT_TRUE((*store)->Reload().ok());
-
-  EXPECT_EQ(old.Echo("after"), "after");
-  Client fresh(o);
-  ec = fresh.Connect(server.port());
-  ASSERT_FALSE(ec) << ec.message();
-  EXPECT_EQ(fresh.PeerCn(), "b.example.test");
-  fresh.Close();
-  old.Close();
 }
 
 }  // namespace

@@ -1,0 +1,99 @@
+// Internal to the ACME certificate store, shared by its parts: acme.cc (the
+// protocol's encodings and the RFC 8555 client), acme_https.cc (the client's
+// HTTPS requests), acme_store.cc (the CertStore that orders, keeps and renews
+// the certificates) and acme_util.cc (OpenSSL, file and name helpers). Not
+// part of httpfront's interface: that is acme.h.
+#pragma once
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/http/verb.hpp>
+
+#include "control/result.h"
+
+namespace httpfront::acme_internal {
+
+namespace net = boost::asio;
+namespace ssl = boost::asio::ssl;
+namespace http = boost::beast::http;
+using Clock = std::chrono::system_clock;
+
+template <auto Free>
+struct Deleter {
+  template <class T>
+  void operator()(T* p) const { Free(p); }
+};
+using KeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
+using X509Ptr = std::unique_ptr<X509, Deleter<X509_free>>;
+
+// The impossible: allocation failure, a constant OpenSSL refuses.
+void Check(bool ok, const char* what);
+std::string OpensslError();
+
+bool IsDnsLabel(std::string_view s);
+bool IsDnsName(std::string_view s);
+
+// At most 1 MiB; `what` names the file in the errors.
+control::Result<std::string> ReadFile(const std::string& path, const std::string& what);
+
+std::vector<X509Ptr> ParseCertificates(const std::string& pem);
+KeyPtr ParsePrivateKey(const std::string& pem);
+std::string KeyToPem(EVP_PKEY* key);
+KeyPtr NewP256Key();
+bool IsP256(EVP_PKEY* key);
+
+// What the TLS server side serves for one name: the chain and its key,
+// checked against each other and the name.
+struct Served {
+  std::shared_ptr<ssl::context> ctx;
+  Clock::time_point not_before;
+  Clock::time_point not_after;
+};
+
+control::Result<Served> ServedFrom(const std::string& chain_pem, const std::string& key_pem, const std::string& name);
+
+// ---------------------------------------------------------------------------
+// HTTPS, one request per connection, on a private io_context run by the
+// calling thread; every step has a deadline.
+
+struct Url {
+  std::string host;
+  std::string port = "443";
+  std::string target = "/";
+};
+
+control::Result<Url> ParseUrl(const std::string& url);
+
+// "https://host:port" of `url`, for resolving a relative Location.
+std::string OriginOf(const std::string& url);
+
+struct HttpResponse {
+  unsigned status = 0;
+  std::string body;
+  std::string location;
+  std::string nonce;
+  std::string retry_after;
+  std::string content_type;
+};
+
+class Https {
+ public:
+  Https() : ctx_(ssl::context::tls_client) {}
+
+  control::Status Trust(const std::string& ca_bundle);
+  control::Result<HttpResponse> Do(http::verb verb, const std::string& url, std::string body,
+                                   const std::string& content_type, const std::string& accept);
+
+ private:
+  ssl::context ctx_;
+};
+
+}  // namespace httpfront::acme_internal

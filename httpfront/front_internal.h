@@ -1,0 +1,270 @@
+// Internal to the HTTPS front, shared by its parts: front.cc (listening,
+// connections, routing and exed's own pages), proxy.cc (one request relayed
+// to a VM and its answer back) and http_helpers.cc (header and cookie
+// helpers, exed's own replies). Not part of httpfront's interface: that is
+// front.h.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <fmt/format.h>
+
+#include "control/service.h"
+#include "httpfront/front.h"
+#include "httpfront/pages.h"
+
+namespace httpfront {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+// Every connection runs on one io_context (see Front::Shared::iocs), so its
+// coroutines, sockets and timers use that context's executor type itself, not
+// the type-erased any_io_executor: copying and querying that one was a fifth
+// of the front's CPU time per small request (perf, ops/bench/https).
+using Executor = net::io_context::executor_type;
+template <class T>
+using Task = net::awaitable<T, Executor>;
+constexpr net::use_awaitable_t<Executor> kAwait;
+using Socket = net::basic_stream_socket<tcp, Executor>;
+using TcpStream = beast::basic_stream<tcp, Executor>;
+using TlsStream = beast::ssl_stream<TcpStream>;
+using Timer = net::basic_waitable_timer<Clock, net::wait_traits<Clock>, Executor>;
+using Request = http::request<http::buffer_body>;
+using Response = http::response<http::buffer_body>;
+
+inline constexpr size_t kChunk = 64 * 1024;
+inline constexpr auto kCacheFor = std::chrono::seconds(2);
+inline constexpr const char* kApexCookie = "__Host-exed";      // apex session
+inline constexpr const char* kVmCookie = "__Host-exed-vm";     // one VM host's session
+inline constexpr const char* kLoginCookie = "__Host-exed-login";  // a login in progress: CODE.SECRET
+
+// A small cache of answers from the control plane. Thread-safe.
+template <class V>
+class TtlCache {
+ public:
+  std::optional<V> Get(const std::string& key) {
+    std::lock_guard lock(mu_);
+    auto it = map_.find(key);
+    if (it == map_.end() || it->second.second < Clock::now()) return std::nullopt;
+    return it->second.first;
+  }
+  void Put(const std::string& key, V v) {
+    std::lock_guard lock(mu_);
+    if (map_.size() > 10000) map_.clear();  // bounded; a refill costs one query each
+    map_.insert_or_assign(key, std::make_pair(std::move(v), Clock::now() + kCacheFor));
+  }
+  void Erase(const std::string& key) {
+    std::lock_guard lock(mu_);
+    map_.erase(key);
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::pair<V, Clock::time_point>> map_;
+};
+
+// ---- header and cookie helpers (http_helpers.cc) ---------------------------
+
+std::string_view SV(beast::string_view s);
+std::string Lower(std::string s);
+// Host header without port, lowercase.
+std::string HostOnly(beast::string_view h);
+std::string CookieValue(beast::string_view bheader, std::string_view name);
+// The Cookie header without exed's own cookies (a VM never sees them).
+std::string WithoutOurCookies(beast::string_view bheader);
+std::string QueryParam(beast::string_view btarget, std::string_view name);
+// Whether `s` may go into a Location field as it is: no CR/LF, no spaces or
+// controls, no backslashes.
+bool PlainUrlChars(std::string_view s);
+std::string PathOf(beast::string_view target);
+std::string SetCookie(const char* name, const std::string& value, int64_t max_age);
+bool IsHopByHop(std::string_view name);
+bool IsWebSocketUpgrade(const Request& req);
+
+// Removes hop-by-hop fields (and any the Connection field names), keeping
+// Transfer-Encoding, which describes the body the serializer will write.
+template <class Fields>
+void DropHopByHop(Fields& f, bool keep_upgrade) {
+  std::vector<std::string> named;
+  for (auto it = f.begin(); it != f.end(); ++it) {
+    if (Lower(std::string(it->name_string())) != "connection") continue;
+    std::string v(it->value());
+    size_t pos = 0;
+    while (pos <= v.size()) {
+      size_t end = v.find(',', pos);
+      if (end == std::string::npos) end = v.size();
+      std::string tok = v.substr(pos, end - pos);
+      tok.erase(0, tok.find_first_not_of(" \t"));
+      tok.erase(tok.find_last_not_of(" \t") + 1);
+      if (!tok.empty()) named.push_back(Lower(tok));
+      pos = end + 1;
+    }
+  }
+  std::vector<std::string> drop;
+  for (auto it = f.begin(); it != f.end(); ++it) {
+    std::string n = Lower(std::string(it->name_string()));
+    if (n == "transfer-encoding" || n == "content-length") continue;
+    if (keep_upgrade && (n == "upgrade" || n == "connection")) continue;
+    if (IsHopByHop(n) || std::find(named.begin(), named.end(), n) != named.end()) drop.push_back(n);
+  }
+  for (const auto& n : drop) f.erase(n);
+}
+
+// ---- state shared by every connection --------------------------------------
+
+struct Front::Shared {
+  FrontConfig config;
+  CertStore& certs;
+  control::Service* service_ptr = nullptr;  // set by Run()
+  // One io_context per io thread, each run by that thread alone (as nginx
+  // runs one worker per core): a connection lives on one of them, so its
+  // handlers need no strand and no lock. The first also runs the acceptors,
+  // which hand connections out in turn.
+  std::vector<std::unique_ptr<net::io_context>> iocs = Contexts(config.threads);
+  std::atomic<size_t> next_ioc{0};
+  net::thread_pool blocking{8};
+  net::ssl::context listener_ctx{net::ssl::context::tls_server};
+  tcp::acceptor https_acceptor{*iocs[0]};
+  tcp::acceptor http_acceptor{*iocs[0]};
+  int https_port = 0;
+  int http_port = 0;
+  TtlCache<control::Result<control::WebTarget>> targets;
+  TtlCache<control::Result<control::WebIdentity>> sessions;
+  TtlCache<bool> views;
+  // Idle upstream connections by VM port, one pool per io_context (same
+  // index as iocs; see TakeIdle). Each has its own lock: a thread takes and
+  // gives back on its own pool, uncontended; it locks another's only to
+  // borrow when its own has none for that port.
+  struct UpstreamPool {
+    std::mutex mu;
+    std::map<int, std::vector<std::unique_ptr<TcpStream>>> idle;
+  };
+  std::vector<std::unique_ptr<UpstreamPool>> pools = Pools(iocs.size());
+
+  Shared(FrontConfig c, CertStore& cs) : config(std::move(c)), certs(cs) {}
+
+  static std::vector<std::unique_ptr<UpstreamPool>> Pools(size_t n) {
+    std::vector<std::unique_ptr<UpstreamPool>> v;
+    for (size_t i = 0; i < n; ++i) v.push_back(std::make_unique<UpstreamPool>());
+    return v;
+  }
+
+  // The pool of the io_context `ex` runs on.
+  UpstreamPool& PoolOf(const Executor& ex) {
+    const auto* ctx = &net::query(ex, net::execution::context);
+    for (size_t i = 0; i < iocs.size(); ++i) {
+      if (iocs[i].get() == ctx) return *pools[i];
+    }
+    return *pools[0];  // not one of ours: unreachable, every stream runs on iocs
+  }
+
+  static std::vector<std::unique_ptr<net::io_context>> Contexts(int threads) {
+    int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    std::vector<std::unique_ptr<net::io_context>> v;
+    for (int i = 0; i < n; ++i) v.push_back(std::make_unique<net::io_context>(1));
+    return v;
+  }
+  net::io_context& NextContext() { return *iocs[next_ioc++ % iocs.size()]; }
+  control::Service& service() { return *service_ptr; }
+
+  std::string ApexUrl(std::string_view path) const {
+    return config.https_port == 443 ? fmt::format("https://{}{}", config.domain, path)
+                                    : fmt::format("https://{}:{}{}", config.domain, https_port, path);
+  }
+  std::string HostUrl(const std::string& host, std::string_view target) const {
+    return https_port == 443 ? fmt::format("https://{}{}", host, target)
+                             : fmt::format("https://{}:{}{}", host, https_port, target);
+  }
+};
+
+using Shared = Front::Shared;
+
+// Runs `f` (blocking: PostgreSQL) on the blocking pool; resumes on the
+// caller's strand. GCC 12 destroys a lambda passed by value to a coroutine (or
+// to co_spawn) twice, so callers name the job and pass it by reference.
+template <class F>
+Task<std::invoke_result_t<F&>> OffLoop(Shared& sh, F& f) {
+  using R = std::invoke_result_t<F&>;
+  // The handler's result must be default-constructible; Result<T> is not.
+  auto r = co_await net::async_initiate<const net::use_awaitable_t<Executor>&, void(std::optional<R>)>(
+      [&sh](auto handler, F fn) {
+        net::post(sh.blocking, [handler = std::move(handler), fn = std::move(fn)]() mutable {
+          std::optional<R> out(fn());
+          auto ex = net::get_associated_executor(handler);
+          net::post(ex, [handler = std::move(handler), out = std::move(out)]() mutable { handler(std::move(out)); });
+        });
+      },
+      kAwait, F(f));
+  co_return std::move(*r);
+}
+
+// A whole response of exed's own (a page, a redirect, JSON).
+struct Reply {
+  http::status status = http::status::ok;
+  std::string content_type = "text/html; charset=utf-8";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+  bool close = false;
+};
+
+Reply Redirect(const std::string& location, std::vector<std::pair<std::string, std::string>> headers = {});
+Reply ErrorPage(http::status status, const std::string& title, const std::string& text_html, bool close = false);
+
+template <class Stream>
+Task<void> WriteReply(Stream& stream, const Reply& r, unsigned version, bool keep_alive, bool head) {
+  http::response<http::string_body> res{r.status, version};
+  res.set(http::field::server, "exed");
+  res.set(http::field::content_type, r.content_type);
+  res.set(http::field::cache_control, "no-store");
+  for (const auto& [k, v] : r.headers) res.insert(k, v);
+  res.body() = r.body;
+  res.prepare_payload();
+  if (head) res.body().clear();
+  res.keep_alive(keep_alive && !r.close);
+  beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
+  if (head) {
+    http::response_serializer<http::string_body> sr{res};
+    co_await http::async_write_header(stream, sr, kAwait);
+  } else {
+    co_await http::async_write(stream, res, kAwait);
+  }
+}
+
+// What one client connection reuses from request to request.
+struct ConnBuffers {
+  // A body's 64 KiB on its way through, each direction; made on first use
+  // (not zero-filled; none at all while no message has a body).
+  std::unique_ptr<char[]> request_chunk, response_chunk;
+  beast::flat_buffer response;  // the VM's bytes
+};
+
+// ---- proxy.cc --------------------------------------------------------------
+
+// Proxies one request (header read, body not yet) to the VM and its
+// response back. Returns whether the client connection may be kept.
+Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBuffers& bufs,
+                 http::request_parser<http::buffer_body>& parser,
+                 const control::WebTarget& vm, const std::optional<control::WebIdentity>& who,
+                 const std::string& remote, const std::string& host_header);
+
+}  // namespace httpfront

@@ -1,0 +1,111 @@
+// Small HTTP helpers of the front: header and cookie parsing, the hop-by-hop
+// rules, exed's own replies (pages, redirects). Declared in front_internal.h.
+#include <algorithm>
+#include <cctype>
+
+#include "httpfront/front_internal.h"
+
+namespace httpfront {
+
+std::string_view SV(beast::string_view s) { return {s.data(), s.size()}; }
+
+std::string Lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+std::string HostOnly(beast::string_view h) {
+  std::string s(h);
+  if (auto colon = s.rfind(':'); colon != std::string::npos && s.find(']') == std::string::npos) s.resize(colon);
+  return Lower(s);
+}
+
+std::string CookieValue(beast::string_view bheader, std::string_view name) {
+  std::string_view header = SV(bheader);
+  size_t pos = 0;
+  while (pos < header.size()) {
+    size_t end = header.find(';', pos);
+    if (end == std::string_view::npos) end = header.size();
+    std::string_view part = header.substr(pos, end - pos);
+    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+    if (part.size() > name.size() && part.substr(0, name.size()) == name && part[name.size()] == '=') {
+      return std::string(part.substr(name.size() + 1));
+    }
+    pos = end + 1;
+  }
+  return "";
+}
+
+std::string WithoutOurCookies(beast::string_view bheader) {
+  std::string_view header = SV(bheader);
+  std::string out;
+  size_t pos = 0;
+  while (pos < header.size()) {
+    size_t end = header.find(';', pos);
+    if (end == std::string_view::npos) end = header.size();
+    std::string_view part = header.substr(pos, end - pos);
+    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+    if (!part.empty() && part.substr(0, 11) != "__Host-exed") {
+      if (!out.empty()) out += "; ";
+      out += part;
+    }
+    pos = end + 1;
+  }
+  return out;
+}
+
+std::string QueryParam(beast::string_view btarget, std::string_view name) {
+  std::string_view target = SV(btarget);
+  auto q = target.find('?');
+  if (q == std::string_view::npos) return "";
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    auto amp = rest.find('&');
+    std::string_view kv = rest.substr(0, amp);
+    if (kv.size() > name.size() && kv.substr(0, name.size()) == name && kv[name.size()] == '=') {
+      return UrlDecode(kv.substr(name.size() + 1));
+    }
+    if (amp == std::string_view::npos) break;
+    rest.remove_prefix(amp + 1);
+  }
+  return "";
+}
+
+bool PlainUrlChars(std::string_view s) {
+  return std::none_of(s.begin(), s.end(), [](unsigned char c) { return c <= 0x20 || c == 0x7f || c == '\\'; });
+}
+
+std::string PathOf(beast::string_view target) { return std::string(target.substr(0, target.find('?'))); }
+
+std::string SetCookie(const char* name, const std::string& value, int64_t max_age) {
+  // __Host- cookies: Secure, Path=/, no Domain: sent only to this exact host.
+  return fmt::format("{}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}", name, value, max_age);
+}
+
+bool IsHopByHop(std::string_view name) {
+  static const std::array<std::string_view, 8> kHop = {"connection", "keep-alive", "proxy-connection", "te",
+                                                         "trailer", "upgrade", "proxy-authorization",
+                                                         "proxy-authenticate"};
+  std::string n = Lower(std::string(name));
+  return std::find(kHop.begin(), kHop.end(), n) != kHop.end();
+}
+
+bool IsWebSocketUpgrade(const Request& req) {
+  return beast::iequals(req[http::field::upgrade], "websocket") &&
+         Lower(std::string(req[http::field::connection])).find("upgrade") != std::string::npos;
+}
+
+Reply Redirect(const std::string& location, std::vector<std::pair<std::string, std::string>> headers) {
+  Reply r{http::status::found, "text/html; charset=utf-8", Page("Redirecting", "<p>Continue to <a href=\"" +
+                                                                                   HtmlEscape(location) + "\">" +
+                                                                                   HtmlEscape(location) + "</a>.</p>"),
+          std::move(headers)};
+  r.headers.emplace_back("Location", location);
+  return r;
+}
+
+Reply ErrorPage(http::status status, const std::string& title, const std::string& text_html, bool close) {
+  return Reply{status, "text/html; charset=utf-8", Page(title, text_html), {}, close};
+}
+
+}  // namespace httpfront

@@ -1,0 +1,376 @@
+// One request relayed to a VM's web server and its answer back: pooled
+// upstream connections, bodies streamed both ways, WebSocket tunnels, a VM's
+// response header read with bare-LF line ends accepted. Declared in
+// front_internal.h; the connection loop that calls it is in front.cc.
+#include "httpfront/front_internal.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <limits>
+#include <utility>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <spdlog/spdlog.h>
+
+namespace httpfront {
+namespace {
+
+// Streams the rest of the message in `parser` (whose header may be written
+// already through `sr`, or goes with the first piece) from `in` to `out`,
+// 64 KiB at a time through `chunk`.
+template <bool isRequest, class In, class Out>
+Task<void> RelayBody(Shared& sh, In& in, beast::flat_buffer& in_buf, http::parser<isRequest, http::buffer_body>& p,
+                     Out& out, http::serializer<isRequest, http::buffer_body>& sr, std::unique_ptr<char[]>& chunk) {
+  if (!p.is_done() && !chunk) chunk.reset(new char[kChunk]);
+  do {
+    if (!p.is_done()) {
+      p.get().body().data = chunk.get();
+      p.get().body().size = kChunk;
+      beast::get_lowest_layer(in).expires_after(sh.config.body_timeout);
+      beast::error_code ec;
+      co_await http::async_read(in, in_buf, p, net::redirect_error(kAwait, ec));
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) throw beast::system_error(ec);
+      p.get().body().size = kChunk - p.get().body().size;
+      p.get().body().data = chunk.get();
+      p.get().body().more = !p.is_done();
+    } else {
+      p.get().body().data = nullptr;
+      p.get().body().size = 0;
+      p.get().body().more = false;
+    }
+    beast::get_lowest_layer(out).expires_after(sh.config.body_timeout);
+    beast::error_code ec;
+    co_await http::async_write(out, sr, net::redirect_error(kAwait, ec));
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) throw beast::system_error(ec);
+  } while (!p.is_done() && !sr.is_done());
+}
+
+// Copies bytes from `from` to `to` until either side closes (a WebSocket,
+// after the 101).
+template <class From, class To>
+Task<void> Splice(From& from, To& to) {
+  std::vector<char> chunk(kChunk);
+  try {
+    while (true) {
+      beast::get_lowest_layer(from).expires_never();
+      size_t n = co_await from.async_read_some(net::buffer(chunk), kAwait);
+      beast::get_lowest_layer(to).expires_after(std::chrono::seconds(60));
+      co_await net::async_write(to, net::buffer(chunk.data(), n), kAwait);
+    }
+  } catch (const std::exception&) {
+  }
+  beast::get_lowest_layer(from).cancel();
+  beast::get_lowest_layer(to).cancel();
+}
+
+// Where a response header that ends in `have` ends (just past its empty
+// line), with CRLF or bare LF line ends; npos when it is not all here yet.
+size_t ResponseHeaderEnd(std::string_view have) {
+  for (size_t i = have.find('\n'); i != std::string_view::npos; i = have.find('\n', i + 1)) {
+    if (i + 1 < have.size() && have[i + 1] == '\n') return i + 2;
+    if (i + 2 < have.size() && have[i + 1] == '\r' && have[i + 2] == '\n') return i + 3;
+  }
+  return std::string_view::npos;
+}
+
+// Reads a VM's response header into `buf` and parses it with `parser`, as
+// http::async_read_header does, except that a bare LF ends a line as CRLF
+// does (RFC 9112 2.2 lets a recipient accept it): CGI scripts that print
+// their header with `echo` are common, and browsers and nginx take them.
+// Requests, which could smuggle, stay strict. Bytes past the header stay in
+// `buf`.
+Task<void> ReadResponseHeader(TcpStream& up, beast::flat_buffer& buf, http::response_parser<http::buffer_body>& parser,
+                              size_t limit, beast::error_code& ec) {
+  size_t end = std::string_view::npos;
+  while ((end = ResponseHeaderEnd({static_cast<const char*>(buf.data().data()), buf.size()})) ==
+         std::string_view::npos) {
+    if (buf.size() >= limit) {
+      ec = http::error::header_limit;
+      co_return;
+    }
+    size_t n = co_await up.async_read_some(buf.prepare(std::max<size_t>(4096, buf.capacity() - buf.size())),
+                                           net::redirect_error(kAwait, ec));
+    if (ec) co_return;
+    buf.commit(n);
+  }
+  std::string_view have(static_cast<const char*>(buf.data().data()), buf.size());
+  std::string_view header = have.substr(0, end);
+  bool bare = false;
+  for (size_t i = header.find('\n'); i != std::string_view::npos && !bare; i = header.find('\n', i + 1)) {
+    bare = i == 0 || header[i - 1] != '\r';
+  }
+  if (bare) {
+    std::string fixed;
+    fixed.reserve(have.size() + 64);
+    for (char c : header) {
+      if (c == '\n' && (fixed.empty() || fixed.back() != '\r')) fixed += '\r';
+      fixed += c;
+    }
+    fixed.append(have.substr(end));
+    buf.consume(buf.size());
+    buf.commit(net::buffer_copy(buf.prepare(fixed.size()), net::buffer(fixed)));
+  }
+  size_t used = parser.put(buf.data(), ec);
+  buf.consume(used);
+  if (!ec && !parser.is_header_done()) ec = http::error::partial_message;
+}
+
+// Whether a pooled connection is still good to send a request on. The VM may
+// have closed it while idle (servers time idle keep-alive connections out): a
+// closed one reads EOF at once, and one with bytes nobody asked for is no
+// good either. Only "nothing to read" is idle.
+bool StillIdle(TcpStream& s) {
+  if (!s.socket().is_open()) return false;
+  char c;
+  ssize_t n = ::recv(s.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+// An idle connection to `port` for a request on `ex`'s io_context: one made
+// there, else one moved over from another io_context (the socket moves; its
+// old stream, with no operation pending, is dropped), else null.
+std::unique_ptr<TcpStream> TakeIdle(Shared& sh, const Executor& ex, int port) {
+  Shared::UpstreamPool& own = sh.PoolOf(ex);
+  // Pops idle connections to `port` from `pool` until one still is.
+  auto take = [port](Shared::UpstreamPool& pool) -> std::unique_ptr<TcpStream> {
+    std::lock_guard lock(pool.mu);
+    auto it = pool.idle.find(port);
+    if (it == pool.idle.end()) return nullptr;
+    while (!it->second.empty()) {
+      auto s = std::move(it->second.back());
+      it->second.pop_back();
+      if (StillIdle(*s)) return s;
+    }
+    return nullptr;
+  };
+  if (auto s = take(own)) return s;
+  for (auto& pool : sh.pools) {
+    if (pool.get() == &own) continue;
+    auto s = take(*pool);
+    if (!s) continue;
+    beast::error_code ec;
+    auto fd = s->socket().release(ec);
+    if (ec) continue;
+    auto moved = std::make_unique<TcpStream>(ex);
+    moved->socket().assign(tcp::v4(), fd, ec);
+    if (ec) {
+      ::close(fd);
+      continue;
+    }
+    return moved;
+  }
+  return nullptr;
+}
+
+void GiveBack(Shared& sh, const Executor& ex, int port, std::unique_ptr<TcpStream> s) {
+  Shared::UpstreamPool& pool = sh.PoolOf(ex);
+  std::lock_guard lock(pool.mu);
+  auto& v = pool.idle[port];
+  if (v.size() < 32) v.push_back(std::move(s));
+}
+
+}  // namespace
+
+// Proxies one request (header read, body not yet) to the VM and its
+// response back. Returns whether the client connection may be kept.
+Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBuffers& bufs,
+                 http::request_parser<http::buffer_body>& parser,
+                 const control::WebTarget& vm, const std::optional<control::WebIdentity>& who,
+                 const std::string& remote, const std::string& host_header) {
+  auto& req = parser.get();
+  const bool client_keep_alive = req.keep_alive();
+  const bool head = req.method() == http::verb::head;
+  const bool websocket = IsWebSocketUpgrade(req);
+  const unsigned version = req.version();
+
+  // The request as the VM sees it.
+  DropHopByHop(req, websocket);
+  // Fields we set, however the client spells them: CGI (and frameworks that
+  // follow it) map '_' and '-' alike, so X_Exed_User would reach a VM as
+  // HTTP_X_EXED_USER just as X-Exed-User does.
+  std::vector<std::string> ours;
+  for (auto it = req.begin(); it != req.end(); ++it) {
+    std::string n = Lower(std::string(it->name_string()));
+    std::replace(n.begin(), n.end(), '_', '-');
+    if (n.rfind("x-exed-", 0) == 0 || n == "x-forwarded-for" || n == "x-forwarded-proto" || n == "x-forwarded-host") {
+      ours.emplace_back(it->name_string());
+    }
+  }
+  for (const auto& n : ours) req.erase(n);
+  if (who) req.set("X-Exed-User", who->account);
+  req.set("X-Forwarded-For", remote);
+  req.set("X-Forwarded-Proto", "https");
+  req.set("X-Forwarded-Host", host_header);
+  if (req.count(http::field::cookie)) {
+    std::string kept = WithoutOurCookies(req[http::field::cookie]);
+    if (kept.empty()) {
+      req.erase(http::field::cookie);
+    } else {
+      req.set(http::field::cookie, kept);
+    }
+  }
+  bool expect_continue = beast::iequals(req[http::field::expect], "100-continue");
+  req.erase(http::field::expect);
+  if (websocket) {
+    req.set(http::field::connection, "Upgrade");
+  } else {
+    req.keep_alive(true);
+  }
+
+  auto fail = [&](http::status s, const std::string& title, const std::string& html) -> Task<bool> {
+    co_await WriteReply(client, ErrorPage(s, title, html, true), version, false, head);
+    co_return false;
+  };
+
+  // An idle pooled connection, else a new one.
+  auto ex = co_await net::this_coro::executor;
+  std::unique_ptr<TcpStream> up = websocket ? nullptr : TakeIdle(sh, ex, vm.web_port);
+  bool reused = up != nullptr;
+  if (!up) {
+    up = std::make_unique<TcpStream>(ex);
+    up->expires_after(sh.config.upstream_connect_timeout);
+    beast::error_code ec;
+    co_await up->async_connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), static_cast<uint16_t>(vm.web_port)),
+                               net::redirect_error(kAwait, ec));
+    // Header and body go as separate writes: with Nagle, a small body would
+    // wait ~40 ms for the VM's delayed ACK.
+    if (!ec) up->socket().set_option(tcp::no_delay(true), ec);
+    if (ec) {
+      co_return co_await fail(
+          ec == beast::error::timeout ? http::status::gateway_timeout : http::status::bad_gateway,
+          "VM not answering",
+          fmt::format("<p>Nothing answers on port {} of VM <b>{}</b> ({}). Is a web server running in it? "
+                      "<code>share port {} PORT</code> picks another port.</p>",
+                      vm.guest_web_port, HtmlEscape(vm.name), HtmlEscape(ec.message()), HtmlEscape(vm.name)));
+    }
+  }
+  if (expect_continue) {
+    beast::get_lowest_layer(client).expires_after(std::chrono::seconds(30));
+    co_await net::async_write(client, net::buffer(std::string_view("HTTP/1.1 100 Continue\r\n\r\n")),
+                              kAwait);
+  }
+
+  http::request_serializer<http::buffer_body> sr{req};
+  {
+    beast::error_code ec;
+    up->expires_after(std::chrono::seconds(30));
+    co_await http::async_write_header(*up, sr, net::redirect_error(kAwait, ec));
+    if (ec) {
+      co_return co_await fail(http::status::bad_gateway, "VM connection failed",
+                              "<p>The connection to the VM broke: " + HtmlEscape(ec.message()) + "</p>");
+    }
+  }
+  bool too_large = false;
+  std::optional<beast::error_code> malformed;
+  try {
+    co_await RelayBody<true>(sh, client, cbuf, parser, *up, sr, bufs.request_chunk);
+  } catch (const beast::system_error& e) {
+    // The client's body broke the HTTP rules (a bad chunk size): a 400, as for
+    // a bad header. The VM's connection goes with `up`, mid-request.
+    if (e.code() == http::error::body_limit) {
+      too_large = true;
+    } else if (e.code().category() == beast::error_code(http::error::bad_chunk).category() &&
+               e.code() != http::error::partial_message) {
+      malformed = e.code();
+    } else {
+      throw;
+    }
+  }
+  if (too_large) {
+    co_return co_await fail(http::status::payload_too_large, "Too large", "<p>The request body is too large.</p>");
+  }
+  if (malformed) {
+    spdlog::info("event=http-bad-request error=\"{}\"", malformed->message());
+    co_return co_await fail(http::status::bad_request, "Bad request",
+                            "<p>exed refused this request: " + HtmlEscape(malformed->message()) + "</p>");
+  }
+
+  // The response. Read in 64 KiB, not Beast's default 512 bytes.
+  beast::flat_buffer& ubuf = bufs.response;
+  ubuf.consume(ubuf.size());
+  ubuf.reserve(kChunk);
+  http::response_parser<http::buffer_body> rp;
+  rp.body_limit(std::numeric_limits<std::uint64_t>::max());
+  rp.header_limit(64 * 1024);
+  if (head) rp.skip(true);
+  up->expires_after(sh.config.upstream_timeout);
+  beast::error_code ec;
+  co_await ReadResponseHeader(*up, ubuf, rp, 64 * 1024, ec);
+  if (ec) {
+    (void)reused;
+    if (ec == beast::error::timeout) {
+      co_return co_await fail(http::status::gateway_timeout, "VM too slow",
+                              fmt::format("<p>VM <b>{}</b> did not answer within {} s.</p>", HtmlEscape(vm.name),
+                                          sh.config.upstream_timeout.count()));
+    }
+    co_return co_await fail(http::status::bad_gateway, "Bad answer from the VM",
+                            "<p>The VM's web server closed the connection or sent something that is not HTTP: " +
+                                HtmlEscape(ec.message()) + "</p>");
+  }
+  auto& res = rp.get();
+  bool upstream_keep_alive = rp.keep_alive();
+  bool upgraded = websocket && res.result() == http::status::switching_protocols;
+  DropHopByHop(res, upgraded);
+  // A VM may not set (or clear) exed's cookies.
+  std::vector<std::string> cookies;
+  for (auto it = res.find(http::field::set_cookie); it != res.end() && it->name() == http::field::set_cookie; ++it) {
+    if (Lower(std::string(it->value())).rfind("__host-exed", 0) != 0) cookies.emplace_back(it->value());
+  }
+  res.erase(http::field::set_cookie);
+  for (const auto& c : cookies) res.insert(http::field::set_cookie, c);
+
+  if (upgraded) {
+    http::response_serializer<http::buffer_body> rsr{res};
+    beast::get_lowest_layer(client).expires_after(std::chrono::seconds(30));
+    co_await http::async_write_header(client, rsr, kAwait);
+    // Bytes read past either header belong to the tunnel.
+    if (ubuf.size()) {
+      co_await net::async_write(client, ubuf.data(), kAwait);
+      ubuf.consume(ubuf.size());
+    }
+    if (cbuf.size()) {
+      co_await net::async_write(*up, cbuf.data(), kAwait);
+      cbuf.consume(cbuf.size());
+    }
+    auto upstream = std::shared_ptr<TcpStream>(std::move(up));
+    auto done = std::make_shared<Timer>(ex, Clock::time_point::max());
+    int* left = new int(2);
+    auto finish = [done, left](std::exception_ptr) {
+      if (--*left == 0) {
+        delete left;
+        done->cancel();
+      }
+    };
+    net::co_spawn(ex, Splice(*upstream, client), finish);
+    net::co_spawn(ex, Splice(client, *upstream), finish);
+    beast::error_code wait_ec;
+    co_await done->async_wait(net::redirect_error(kAwait, wait_ec));
+    co_return false;
+  }
+
+  bool keep = client_keep_alive && (rp.is_done() || res.has_content_length() || res.chunked() || head ||
+                                    res.result_int() == 204 || res.result_int() == 304);
+  res.keep_alive(keep);
+  res.version(version);
+  http::response_serializer<http::buffer_body> rsr{res};
+  // The header goes out with the first piece of the body (one TLS record,
+  // one write) when that piece is here already; alone when the VM is still
+  // producing the body (a stream, a long poll), so the client sees it at once.
+  if (ubuf.size() == 0 && !rp.is_done()) {
+    beast::get_lowest_layer(client).expires_after(std::chrono::seconds(30));
+    co_await http::async_write_header(client, rsr, kAwait);
+  }
+  co_await RelayBody<false>(sh, *up, ubuf, rp, client, rsr, bufs.response_chunk);
+  if (upstream_keep_alive && rp.is_done() && ubuf.size() == 0) {
+    up->expires_never();
+    GiveBack(sh, ex, vm.web_port, std::move(up));
+  }
+  co_return keep;
+}
+
+}  // namespace httpfront
