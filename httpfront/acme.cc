@@ -526,7 +526,7 @@ struct AcmeClient::Impl {
     if (cert_url.empty()) return InternalError(what + " is valid but names no certificate URL");
     auto c = Post(cert_url, "", "downloading the certificate for " + name, false, "application/pem-certificate-chain");
     if (!c.ok()) return c.error();
-    AcmeClient::Issued issued{c->body, KeyToPem(key.get())};
+    AcmeClient::Issued issued{c->body, ToPem(key.get())};
     if (auto served = ServedFrom(issued.chain_pem, issued.key_pem, name); !served.ok()) {
       return InternalError(fmt::format("the certificate the ACME server sent for {} is unusable: {}", name,
                                        served.error().message));

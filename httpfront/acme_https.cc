@@ -166,7 +166,7 @@ control::Status Https::Trust(const std::string& ca_bundle) {
       return InternalError("cannot load the system's CA certificates: " + OpensslError());
     }
   } else {
-    auto pem = ReadFile(ca_bundle, "acme_ca_bundle");
+    auto pem = ReadPemFile(ca_bundle, "acme_ca_bundle");
     if (!pem.ok()) return pem.error();
     if (ParseCertificates(*pem).empty() || SSL_CTX_load_verify_locations(c, ca_bundle.c_str(), nullptr) != 1) {
       ERR_clear_error();

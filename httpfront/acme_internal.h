@@ -1,7 +1,7 @@
 // Internal to the ACME certificate store, shared by its parts: acme.cc (the
 // protocol's encodings and the RFC 8555 client), acme_https.cc (the client's
 // HTTPS requests), acme_store.cc (the CertStore that orders, keeps and renews
-// the certificates) and acme_util.cc (OpenSSL, file and name helpers). Not
+// the certificates) and acme_served.cc (the TLS context serving a name's certificate). Not
 // part of httpfront's interface: that is acme.h.
 #pragma once
 
@@ -18,36 +18,32 @@
 #include <boost/beast/http/verb.hpp>
 
 #include "control/result.h"
+#include "httpfront/openssl_util.h"
 
 namespace httpfront::acme_internal {
 
 namespace net = boost::asio;
 namespace ssl = boost::asio::ssl;
 namespace http = boost::beast::http;
-using Clock = std::chrono::system_clock;
+using ossl::Clock;
 
-template <auto Free>
-struct Deleter {
-  template <class T>
-  void operator()(T* p) const { Free(p); }
-};
-using KeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
-using X509Ptr = std::unique_ptr<X509, Deleter<X509_free>>;
+using ossl::Deleter;
+using ossl::KeyPtr;
+using ossl::X509Ptr;
+using ossl::Check;
+using ossl::FormatUtc;
+using ossl::IsDnsLabel;
+using ossl::IsDnsName;
+using ossl::Lowercase;
+using ossl::NewP256Key;
+using ossl::OpensslError;
+using ossl::ParseCertificates;
+using ossl::ParsePrivateKey;
+using ossl::ReadPemFile;
+using ossl::TimeOf;
+using ossl::ToPem;
+using ossl::WriteFileAtomic;
 
-// The impossible: allocation failure, a constant OpenSSL refuses.
-void Check(bool ok, const char* what);
-std::string OpensslError();
-
-bool IsDnsLabel(std::string_view s);
-bool IsDnsName(std::string_view s);
-
-// At most 1 MiB; `what` names the file in the errors.
-control::Result<std::string> ReadFile(const std::string& path, const std::string& what);
-
-std::vector<X509Ptr> ParseCertificates(const std::string& pem);
-KeyPtr ParsePrivateKey(const std::string& pem);
-std::string KeyToPem(EVP_PKEY* key);
-KeyPtr NewP256Key();
 bool IsP256(EVP_PKEY* key);
 
 // What the TLS server side serves for one name: the chain and its key,

@@ -41,45 +41,6 @@ constexpr auto kFirstBackoff = std::chrono::seconds(60);
 constexpr auto kMaxBackoff = std::chrono::seconds(6 * 3600);
 constexpr auto kSweepEvery = std::chrono::hours(1);
 
-std::string Lowercase(std::string s) {
-  for (char& c : s) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return s;
-}
-
-// A reader sees the old file or the whole new one: temp file, fsync, rename.
-control::Status WriteFileAtomic(const std::string& path, const std::string& data, mode_t mode) {
-  std::string tmp = path + ".tmp";
-  auto fail = [&](const char* step) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return InternalError(fmt::format("cannot {} {}: {}", step, path, std::strerror(err)));
-  };
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
-  if (fd < 0) return fail("create");
-  bool ok = ::fchmod(fd, mode) == 0;
-  for (size_t off = 0; ok && off < data.size();) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    ok = n > 0;
-    if (ok) off += n;
-  }
-  ok = ok && ::fsync(fd) == 0;
-  int err = errno;
-  ::close(fd);
-  errno = err;
-  if (!ok) return fail("write");
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("rename into");
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return control::Ok{};
-}
-
 control::Status MakeDir(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -89,14 +50,7 @@ control::Status MakeDir(const std::string& dir) {
   return control::Ok{};
 }
 
-std::string DateOf(Clock::time_point t) {
-  std::time_t tt = Clock::to_time_t(t);
-  struct tm tm {};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M", &tm);
-  return buf;
-}
+std::string DateOf(Clock::time_point t) { return FormatUtc(t, "%Y-%m-%d %H:%M"); }
 
 class AcmeStoreImpl final : public AcmeStore {
  public:
@@ -129,10 +83,10 @@ class AcmeStoreImpl final : public AcmeStore {
     std::error_code ec;
     if (!std::filesystem::exists(key_path, ec)) {
       KeyPtr key = NewP256Key();
-      if (auto st = WriteFileAtomic(key_path, KeyToPem(key.get()), 0600); !st.ok()) return st;
+      if (auto st = WriteFileAtomic(key_path, ToPem(key.get()), 0600); !st.ok()) return st;
       spdlog::info("acme: account key made path={}", key_path);
     }
-    auto key_pem = ReadFile(key_path, "ACME account key");
+    auto key_pem = ReadPemFile(key_path, "ACME account key");
     if (!key_pem.ok()) return key_pem.error();
     if (KeyPtr key = ParsePrivateKey(*key_pem); !key || !IsP256(key.get())) {
       return InternalError(fmt::format(
@@ -226,8 +180,8 @@ class AcmeStoreImpl final : public AcmeStore {
       if (path.extension() != ".pem") continue;
       std::string name = path.stem().string();
       if (!Serves(name)) continue;
-      auto chain = ReadFile(path.string(), "ACME certificate");
-      auto key = ReadFile(CertsDir() + "/" + name + ".key", "ACME certificate key");
+      auto chain = ReadPemFile(path.string(), "ACME certificate");
+      auto key = ReadPemFile(CertsDir() + "/" + name + ".key", "ACME certificate key");
       if (!chain.ok() || !key.ok()) {
         spdlog::warn("acme: skipping a stored certificate: {}", (!chain.ok() ? chain : key).error().message);
         continue;

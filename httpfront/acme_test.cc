@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "httpfront/tls_test_support.h"
+
 namespace httpfront {
 namespace {
 
@@ -28,35 +30,18 @@ namespace ssl = boost::asio::ssl;
 using nlohmann::json;
 using Clock = std::chrono::system_clock;
 
-template <auto Free>
-struct Deleter {
-  template <class T>
-  void operator()(T* p) const { Free(p); }
-};
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO_free_all>>;
+using tls_testing::Deleter;
+using tls_testing::kDomain;
+using tls_testing::KeyPtr;
+using tls_testing::LeafOf;
+using tls_testing::ReadAll;
+using tls_testing::TempDir;
+using tls_testing::ToPem;
+using tls_testing::WriteFile;
+using tls_testing::X509Ptr;
 using EcdsaSigPtr = std::unique_ptr<ECDSA_SIG, Deleter<ECDSA_SIG_free>>;
-using KeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
 using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, Deleter<EVP_MD_CTX_free>>;
 using ReqPtr = std::unique_ptr<X509_REQ, Deleter<X509_REQ_free>>;
-using X509Ptr = std::unique_ptr<X509, Deleter<X509_free>>;
-
-constexpr char kDomain[] = "exe.localhost";
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "exed-acme-test-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
-
- private:
-  std::string path_;
-};
 
 KeyPtr NewKey() { return KeyPtr(EVP_EC_gen("P-256")); }
 
@@ -65,22 +50,6 @@ std::string Sha256Base64Url(const std::string& text) {
   unsigned int len = 0;
   EVP_Digest(text.data(), text.size(), digest, &len, EVP_sha256(), nullptr);
   return acme::Base64Url(std::string(reinterpret_cast<char*>(digest), len));
-}
-
-std::string KeyPem(EVP_PKEY* key) {
-  BioPtr bio(BIO_new(BIO_s_mem()));
-  PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr);
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, len);
-}
-
-std::string CertPem(X509* cert) {
-  BioPtr bio(BIO_new(BIO_s_mem()));
-  PEM_write_bio_X509(bio.get(), cert);
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, len);
 }
 
 // A self-signed certificate for `name` (SAN), valid from an hour ago for `days`.
@@ -104,21 +73,6 @@ X509Ptr SelfSigned(EVP_PKEY* key, const std::string& name, int days) {
   X509_sign(cert.get(), key, EVP_sha256());
   return cert;
 }
-
-void WriteFile(const std::string& path, const std::string& data) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << data;
-}
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// The certificate a context would serve.
-X509* Leaf(const std::shared_ptr<ssl::context>& ctx) { return SSL_CTX_get0_certificate(ctx->native_handle()); }
 
 std::string IssuerCn(X509* cert) {
   char buf[256] = {};
@@ -395,7 +349,7 @@ TEST(AcmeStoreTest, ServesTheFallbackUntilANameHasACertificate) {
   ASSERT_TRUE(store.ok()) << store.error().message;
   auto ctx = (*store)->ContextFor("foo.exe.localhost");
   ASSERT_TRUE(ctx.ok()) << ctx.error().message;
-  EXPECT_NE(IssuerCn(Leaf(*ctx)).find("exed internal CA"), std::string::npos);
+  EXPECT_NE(IssuerCn(LeafOf(*ctx)).find("exed internal CA"), std::string::npos);
   EXPECT_EQ((*store)->CaPem(), "");
   EXPECT_FALSE((*store)->ChallengeResponse("some-token").has_value());
 }
@@ -417,28 +371,28 @@ TEST(AcmeStoreTest, ServesStoredCertificatesAfterARestartAndOnReload) {
   ASSERT_TRUE(store.ok());
   KeyPtr key = NewKey();
   X509Ptr cert = SelfSigned(key.get(), "foo.exe.localhost", 90);
-  WriteFile(f.tmp / "acme/certs/foo.exe.localhost.key", KeyPem(key.get()));
-  WriteFile(f.tmp / "acme/certs/foo.exe.localhost.pem", CertPem(cert.get()));
+  WriteFile(f.tmp / "acme/certs/foo.exe.localhost.key", ToPem(key.get()));
+  WriteFile(f.tmp / "acme/certs/foo.exe.localhost.pem", ToPem(cert.get()));
   // A pair whose key is not the certificate's is skipped, not served.
   KeyPtr stray = NewKey();
   X509Ptr bar = SelfSigned(key.get(), "bar.exe.localhost", 90);
-  WriteFile(f.tmp / "acme/certs/bar.exe.localhost.key", KeyPem(stray.get()));
-  WriteFile(f.tmp / "acme/certs/bar.exe.localhost.pem", CertPem(bar.get()));
+  WriteFile(f.tmp / "acme/certs/bar.exe.localhost.key", ToPem(stray.get()));
+  WriteFile(f.tmp / "acme/certs/bar.exe.localhost.pem", ToPem(bar.get()));
 
   ASSERT_TRUE((*store)->Reload().ok());
   auto ctx = (*store)->ContextFor("FOO.exe.localhost");
   ASSERT_TRUE(ctx.ok());
-  EXPECT_EQ(X509_cmp(Leaf(*ctx), cert.get()), 0);
+  EXPECT_EQ(X509_cmp(LeafOf(*ctx), cert.get()), 0);
   auto fallback = (*store)->ContextFor("bar.exe.localhost");
   ASSERT_TRUE(fallback.ok());
-  EXPECT_NE(X509_cmp(Leaf(*fallback), bar.get()), 0);
+  EXPECT_NE(X509_cmp(LeafOf(*fallback), bar.get()), 0);
 
   store->reset();
   auto reopened = OpenAcme(f.Options());
   ASSERT_TRUE(reopened.ok());
   auto again = (*reopened)->ContextFor("foo.exe.localhost");
   ASSERT_TRUE(again.ok());
-  EXPECT_EQ(X509_cmp(Leaf(*again), cert.get()), 0);
+  EXPECT_EQ(X509_cmp(LeafOf(*again), cert.get()), 0);
 }
 
 TEST(AcmeStoreTest, AnExpiredStoredCertificateIsNotServed) {
@@ -448,13 +402,13 @@ TEST(AcmeStoreTest, AnExpiredStoredCertificateIsNotServed) {
   KeyPtr key = NewKey();
   X509Ptr cert = SelfSigned(key.get(), "foo.exe.localhost", 90);
   fs::create_directories(f.tmp / "acme/certs");
-  WriteFile(f.tmp / "acme/certs/foo.exe.localhost.key", KeyPem(key.get()));
-  WriteFile(f.tmp / "acme/certs/foo.exe.localhost.pem", CertPem(cert.get()));
+  WriteFile(f.tmp / "acme/certs/foo.exe.localhost.key", ToPem(key.get()));
+  WriteFile(f.tmp / "acme/certs/foo.exe.localhost.pem", ToPem(cert.get()));
   auto store = OpenAcme(std::move(o));
   ASSERT_TRUE(store.ok());
   auto ctx = (*store)->ContextFor("foo.exe.localhost");
   ASSERT_TRUE(ctx.ok());
-  EXPECT_NE(X509_cmp(Leaf(*ctx), cert.get()), 0);
+  EXPECT_NE(X509_cmp(LeafOf(*ctx), cert.get()), 0);
 }
 
 TEST(AcmeStoreTest, ClearErrorsForBadSettings) {
@@ -505,7 +459,7 @@ TEST(AcmeStoreTest, ClearErrorsForBadSettings) {
 TEST(AcmeClientTest, UnreachableServerIsOneClearLine) {
   AcmeChallenges challenges;
   KeyPtr key = NewKey();
-  auto client = AcmeClient::Make("https://127.0.0.1:1/directory", "", "", KeyPem(key.get()), challenges);
+  auto client = AcmeClient::Make("https://127.0.0.1:1/directory", "", "", ToPem(key.get()), challenges);
   ASSERT_TRUE(client.ok()) << client.error().message;
   auto st = (*client)->Connect();
   ASSERT_FALSE(st.ok());

@@ -26,25 +26,18 @@
 #include <vector>
 
 #include "control/names.h"
+#include "httpfront/openssl_util.h"
 
 namespace httpfront {
 namespace {
 
 namespace ssl = boost::asio::ssl;
-using Clock = std::chrono::system_clock;
+using namespace ossl;
 using control::ForMessage;
 
-template <auto Free>
-struct Deleter {
-  template <class T>
-  void operator()(T* p) const { Free(p); }
-};
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO_free_all>>;
 using BnPtr = std::unique_ptr<BIGNUM, Deleter<BN_free>>;
 using ExtPtr = std::unique_ptr<X509_EXTENSION, Deleter<X509_EXTENSION_free>>;
-using KeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
 using NamePtr = std::unique_ptr<X509_NAME, Deleter<X509_NAME_free>>;
-using X509Ptr = std::unique_ptr<X509, Deleter<X509_free>>;
 
 // TLS 1.2 suites: forward secret (ECDHE) AEADs only. RSA variants stay for
 // operators whose certificate has an RSA key; our own keys are ECDSA.
@@ -65,23 +58,7 @@ constexpr int kLeafDays = 90;
 constexpr auto kLeafRenewBefore = std::chrono::hours(24 * 30);
 // Backdated so a client whose clock is a little behind still accepts it.
 constexpr long kBackdateSeconds = 3600;
-constexpr size_t kMaxPemBytes = 1 << 20;
 constexpr size_t kMaxCommonName = 64;
-
-// The impossible: a constant the linked OpenSSL refuses, or allocation failure.
-void Check(bool ok, const char* what) {
-  if (ok) return;
-  spdlog::critical("tls: {} failed: {}", what, ERR_reason_error_string(ERR_peek_last_error()));
-  std::abort();
-}
-
-// The reason of the most recent OpenSSL error, emptying the error queue.
-std::string OpensslError() {
-  unsigned long last = 0;
-  while (unsigned long e = ERR_get_error()) last = e;
-  const char* reason = last ? ERR_reason_error_string(last) : nullptr;
-  return reason ? reason : "unknown OpenSSL error";
-}
 
 // Accepts only http/1.1. A client that offers only other protocols (say h2)
 // is refused rather than answered without ALPN, since it would then speak a
@@ -101,151 +78,9 @@ int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const uns
   return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
-// A DNS label as a VM name is one: 1-63 of [a-z0-9-], no '-' at either end.
-bool IsDnsLabel(std::string_view s) {
-  if (s.empty() || s.size() > 63 || s.front() == '-' || s.back() == '-') return false;
-  for (char c : s) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
-  }
-  return true;
-}
+Clock::time_point NotAfter(const X509* cert) { return TimeOf(X509_get0_notAfter(cert)); }
 
-bool IsDnsName(std::string_view s) {
-  if (s.empty() || s.size() > 253) return false;
-  for (size_t start = 0;;) {
-    size_t dot = s.find('.', start);
-    if (!IsDnsLabel(s.substr(start, dot == std::string_view::npos ? dot : dot - start))) return false;
-    if (dot == std::string_view::npos) return true;
-    start = dot + 1;
-  }
-}
-
-std::string Lowercase(std::string s) {
-  for (char& c : s) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return s;
-}
-
-control::Result<std::string> ReadPemFile(const std::string& path, const std::string& what) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return control::InvalidError(fmt::format("cannot read {} {}: {} (check the path and that exed may read it)", what,
-                                             ForMessage(path, 200), std::strerror(errno)));
-  }
-  std::string data;
-  char buf[16384];
-  ssize_t n = 0;
-  while (data.size() <= kMaxPemBytes) {
-    n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    data.append(buf, n);
-  }
-  int err = errno;
-  ::close(fd);
-  if (n < 0) return control::InvalidError(fmt::format("cannot read {} {}: {}", what, ForMessage(path, 200), std::strerror(err)));
-  if (data.size() > kMaxPemBytes) {
-    return control::InvalidError(fmt::format("{} {} is larger than 1 MiB; give a PEM file", what, ForMessage(path, 200)));
-  }
-  return data;
-}
-
-BioPtr MemBio(const std::string& data) {
-  BioPtr bio(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
-  Check(bio != nullptr, "BIO_new_mem_buf");
-  return bio;
-}
-
-// Never prompts on a terminal for an encrypted key's passphrase.
-int NoPassphrase(char*, int, int, void*) { return -1; }
-
-// Every certificate in `pem`, in order.
-std::vector<X509Ptr> ParseCertificates(const std::string& pem) {
-  std::vector<X509Ptr> certs;
-  BioPtr bio = MemBio(pem);
-  while (X509* x = PEM_read_bio_X509(bio.get(), nullptr, NoPassphrase, nullptr)) certs.emplace_back(x);
-  ERR_clear_error();  // the read that ended the loop
-  return certs;
-}
-
-KeyPtr ParsePrivateKey(const std::string& pem) {
-  BioPtr bio = MemBio(pem);
-  KeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr));
-  ERR_clear_error();
-  return key;
-}
-
-std::string ToPem(X509* cert) {
-  BioPtr bio(BIO_new(BIO_s_mem()));
-  Check(bio && PEM_write_bio_X509(bio.get(), cert) == 1, "PEM_write_bio_X509");
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, len);
-}
-
-std::string ToPem(EVP_PKEY* key) {
-  BioPtr bio(BIO_new(BIO_s_mem()));
-  Check(bio && PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) == 1,
-        "PEM_write_bio_PrivateKey");
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, len);
-}
-
-Clock::time_point NotAfter(const X509* cert) {
-  struct tm tm {};
-  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) != 1) return Clock::time_point{};
-  return Clock::from_time_t(timegm(&tm));
-}
-
-std::string DateOf(Clock::time_point t) {
-  std::time_t tt = Clock::to_time_t(t);
-  struct tm tm {};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
-  return buf;
-}
-
-// Writes `data` to `path` so that a reader sees the old file or the whole new
-// one, never a part: a temp file, fsync, rename, fsync of the directory.
-control::Status WriteFileAtomic(const std::string& path, const std::string& data, mode_t mode) {
-  std::string tmp = path + ".tmp";
-  auto fail = [&](const char* step) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return control::InternalError(fmt::format("cannot {} {}: {}", step, path, std::strerror(err)));
-  };
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
-  if (fd < 0) return fail("create");
-  bool ok = ::fchmod(fd, mode) == 0;
-  for (size_t off = 0; ok && off < data.size();) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    ok = n > 0;
-    if (ok) off += n;
-  }
-  ok = ok && ::fsync(fd) == 0;
-  int err = errno;
-  ::close(fd);
-  errno = err;
-  if (!ok) return fail("write");
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("rename into");
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return control::Ok{};
-}
-
-KeyPtr NewP256Key() {
-  KeyPtr key(EVP_EC_gen("P-256"));
-  Check(key != nullptr, "EVP_EC_gen");
-  return key;
-}
+std::string DateOf(Clock::time_point t) { return FormatUtc(t, "%Y-%m-%d"); }
 
 void AddExtension(X509* cert, X509V3_CTX* v3, int nid, const char* value) {
   ExtPtr ext(X509V3_EXT_conf_nid(nullptr, v3, nid, value));

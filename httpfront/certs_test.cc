@@ -18,32 +18,26 @@
 #include <thread>
 #include <vector>
 
-#include "httpfront/certs_test_support.h"
+#include "httpfront/tls_test_support.h"
 
 namespace httpfront {
 namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::system_clock;
-using certs_testing::BioPtr;
-using certs_testing::CertPem;
-using certs_testing::kDomain;
-using certs_testing::LeafOf;
-using certs_testing::Pair;
-using certs_testing::SelfSigned;
-using certs_testing::StoreCtxPtr;
-using certs_testing::StorePtr;
-using certs_testing::SubjectCn;
-using certs_testing::TempDir;
-using certs_testing::WriteFile;
-using certs_testing::X509Ptr;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using tls_testing::BioPtr;
+using tls_testing::ToPem;
+using tls_testing::ReadAll;
+using tls_testing::kDomain;
+using tls_testing::LeafOf;
+using tls_testing::Pair;
+using tls_testing::SelfSigned;
+using tls_testing::StoreCtxPtr;
+using tls_testing::StorePtr;
+using tls_testing::SubjectCn;
+using tls_testing::TempDir;
+using tls_testing::WriteFile;
+using tls_testing::X509Ptr;
 
 X509Ptr ParseCert(const std::string& pem) {
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
@@ -81,15 +75,15 @@ TEST_F(InternalCaTest, CaIsMadeOnceAndReused) {
   ASSERT_TRUE(first);
   std::string pem = first->CaPem();
   EXPECT_EQ(pem.rfind("-----BEGIN CERTIFICATE-----", 0), 0u);
-  EXPECT_EQ(ReadFile(dir_ / "ca/ca.pem"), pem);
-  std::string key = ReadFile(dir_ / "ca/ca.key");
+  EXPECT_EQ(ReadAll(dir_ / "ca/ca.pem"), pem);
+  std::string key = ReadAll(dir_ / "ca/ca.key");
   EXPECT_NE(key.find("PRIVATE KEY"), std::string::npos);
   first.reset();
 
   auto second = Open();
   ASSERT_TRUE(second);
   EXPECT_EQ(second->CaPem(), pem);
-  EXPECT_EQ(ReadFile(dir_ / "ca/ca.key"), key);
+  EXPECT_EQ(ReadAll(dir_ / "ca/ca.key"), key);
 }
 
 TEST_F(InternalCaTest, CaKeyIsPrivate) {
@@ -282,7 +276,7 @@ TEST_F(InternalCaTest, LoneKeyFromAnInterruptedFirstStartIsReplaced) {
   ASSERT_TRUE(store);
   auto ctx = store->ContextFor("foo.exe.localhost");
   ASSERT_TRUE(ctx.ok());
-  EXPECT_EQ(Verify(LeafOf(*ctx), ReadFile(dir_ / "ca/ca.pem"), "foo.exe.localhost"), X509_V_OK);
+  EXPECT_EQ(Verify(LeafOf(*ctx), ReadAll(dir_ / "ca/ca.pem"), "foo.exe.localhost"), X509_V_OK);
 }
 
 // ------------------------------------------------------------ operator files
@@ -304,7 +298,7 @@ TEST_F(CertFilesTest, ServesTheOperatorsCertificateForEveryName) {
   for (const char* name : {"", "www.example.test", "anything.else"}) {
     auto ctx = (*store)->ContextFor(name);
     ASSERT_TRUE(ctx.ok());
-    EXPECT_EQ(CertPem(LeafOf(*ctx)), pair.cert_pem);
+    EXPECT_EQ(ToPem(LeafOf(*ctx)), pair.cert_pem);
   }
 }
 

@@ -20,37 +20,45 @@ std::string HostOnly(beast::string_view h) {
   return Lower(s);
 }
 
-std::string CookieValue(beast::string_view bheader, std::string_view name) {
-  std::string_view header = SV(bheader);
-  size_t pos = 0;
-  while (pos < header.size()) {
+namespace {
+
+// Calls fn(part) for each "name=value" of a Cookie header, leading spaces
+// trimmed, until fn returns false.
+template <class Fn>
+void ForEachCookie(std::string_view header, Fn fn) {
+  for (size_t pos = 0; pos < header.size();) {
     size_t end = header.find(';', pos);
     if (end == std::string_view::npos) end = header.size();
     std::string_view part = header.substr(pos, end - pos);
     while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
-    if (part.size() > name.size() && part.substr(0, name.size()) == name && part[name.size()] == '=') {
-      return std::string(part.substr(name.size() + 1));
-    }
+    if (!fn(part)) return;
     pos = end + 1;
   }
-  return "";
 }
 
-std::string WithoutOurCookies(beast::string_view bheader) {
-  std::string_view header = SV(bheader);
+}  // namespace
+
+std::string CookieValue(beast::string_view header, std::string_view name) {
+  std::string value;
+  ForEachCookie(SV(header), [&](std::string_view part) {
+    if (part.size() > name.size() && part.substr(0, name.size()) == name && part[name.size()] == '=') {
+      value = part.substr(name.size() + 1);
+      return false;
+    }
+    return true;
+  });
+  return value;
+}
+
+std::string WithoutOurCookies(beast::string_view header) {
   std::string out;
-  size_t pos = 0;
-  while (pos < header.size()) {
-    size_t end = header.find(';', pos);
-    if (end == std::string_view::npos) end = header.size();
-    std::string_view part = header.substr(pos, end - pos);
-    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+  ForEachCookie(SV(header), [&](std::string_view part) {
     if (!part.empty() && part.substr(0, 11) != "__Host-exed") {
       if (!out.empty()) out += "; ";
       out += part;
     }
-    pos = end + 1;
-  }
+    return true;
+  });
   return out;
 }
 

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "httpfront/certs.h"
-#include "httpfront/certs_test_support.h"
+#include "httpfront/tls_test_support.h"
 
 namespace httpfront {
 namespace {
@@ -24,15 +24,15 @@ namespace {
 namespace asio = boost::asio;
 namespace ssl = boost::asio::ssl;
 using asio::ip::tcp;
-using certs_testing::kDomain;
-using certs_testing::LeafOf;
-using certs_testing::Pair;
-using certs_testing::SelfSigned;
-using certs_testing::SessionPtr;
-using certs_testing::SubjectCn;
-using certs_testing::TempDir;
-using certs_testing::WriteFile;
-using certs_testing::X509Ptr;
+using tls_testing::kDomain;
+using tls_testing::LeafOf;
+using tls_testing::Pair;
+using tls_testing::SelfSigned;
+using tls_testing::SessionPtr;
+using tls_testing::SubjectCn;
+using tls_testing::TempDir;
+using tls_testing::WriteFile;
+using tls_testing::X509Ptr;
 
 // A TLS echo server on 127.0.0.1:0, run on its own thread. `setup` prepares
 // the listener context (InstallSni for the real thing).

@@ -1,7 +1,7 @@
-// Helpers shared by the tests of certs.h (certs_test.cc, tls_handshake_test.cc):
-// OpenSSL owning pointers, a temp dir, PEM files and self-signed pairs. Both
-// files link into one binary, so everything here is inline, a class or a
-// template.
+// Helpers shared by httpfront's certificate tests (certs_test.cc,
+// tls_handshake_test.cc, acme_test.cc): a temp dir, files, self-signed pairs.
+// They link into one binary, so everything here is inline, a class or a
+// template. The OpenSSL owning pointers and PEM writers are openssl_util.h's.
 #pragma once
 
 #include <openssl/evp.h>
@@ -14,32 +14,32 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <system_error>
 
-namespace httpfront::certs_testing {
+#include "httpfront/openssl_util.h"
+
+namespace httpfront::tls_testing {
 
 namespace fs = std::filesystem;
 namespace ssl = boost::asio::ssl;
 
-template <auto Free>
-struct Deleter {
-  template <class T>
-  void operator()(T* p) const { Free(p); }
-};
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO_free_all>>;
-using KeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
+using ossl::BioPtr;
+using ossl::Deleter;
+using ossl::KeyPtr;
+using ossl::ToPem;
+using ossl::X509Ptr;
 using SessionPtr = std::unique_ptr<SSL_SESSION, Deleter<SSL_SESSION_free>>;
 using StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX_free>>;
 using StorePtr = std::unique_ptr<X509_STORE, Deleter<X509_STORE_free>>;
-using X509Ptr = std::unique_ptr<X509, Deleter<X509_free>>;
 
 inline constexpr char kDomain[] = "exe.localhost";
 
 class TempDir {
  public:
   TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "exed-certs-test-XXXXXX").string();
+    std::string tmpl = (fs::temp_directory_path() / "exed-tls-test-XXXXXX").string();
     if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
   }
   ~TempDir() {
@@ -58,22 +58,14 @@ inline void WriteFile(const std::string& path, const std::string& data) {
   fs::rename(path + ".new", path);
 }
 
-inline std::string CertPem(X509* cert) {
-  BioPtr bio(BIO_new(BIO_s_mem()));
-  PEM_write_bio_X509(bio.get(), cert);
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, len);
+inline std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
-inline std::string KeyPem(EVP_PKEY* key) {
-  BioPtr bio(BIO_new(BIO_s_mem()));
-  PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr);
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, len);
-}
-
+// The certificate a context would serve.
 inline X509* LeafOf(const std::shared_ptr<ssl::context>& ctx) {
   return SSL_CTX_get0_certificate(ctx->native_handle());
 }
@@ -95,7 +87,7 @@ inline Pair SelfSigned(const std::string& cn) {
   X509_set_issuer_name(cert.get(), X509_get_subject_name(cert.get()));
   X509_set_pubkey(cert.get(), key.get());
   X509_sign(cert.get(), key.get(), EVP_sha256());
-  return {CertPem(cert.get()), KeyPem(key.get())};
+  return {ToPem(cert.get()), ToPem(key.get())};
 }
 
 inline std::string SubjectCn(X509* cert) {
@@ -104,4 +96,4 @@ inline std::string SubjectCn(X509* cert) {
   return buf;
 }
 
-}  // namespace httpfront::certs_testing
+}  // namespace httpfront::tls_testing

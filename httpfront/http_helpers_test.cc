@@ -1,0 +1,60 @@
+// The front's header, cookie and query helpers (http_helpers.cc).
+#include <gtest/gtest.h>
+
+#include "httpfront/front_internal.h"
+
+namespace httpfront {
+namespace {
+
+TEST(CookieValueTest, FindsTheNamedCookieAmongOthers) {
+  EXPECT_EQ(CookieValue("a=1; __Host-exed-session=abc; b=2", "__Host-exed-session"), "abc");
+  EXPECT_EQ(CookieValue("__Host-exed-session=abc", "__Host-exed-session"), "abc");
+  EXPECT_EQ(CookieValue("a=1;b=2", "b"), "2");
+}
+
+TEST(CookieValueTest, NeedsTheWholeNameAndTakesTheFirst) {
+  EXPECT_EQ(CookieValue("xsession=evil; session=good", "session"), "good");
+  EXPECT_EQ(CookieValue("session2=no", "session"), "");
+  EXPECT_EQ(CookieValue("session=first; session=second", "session"), "first");
+  EXPECT_EQ(CookieValue("", "session"), "");
+  EXPECT_EQ(CookieValue("session", "session"), "");
+}
+
+TEST(WithoutOurCookiesTest, DropsOnlyExedCookies) {
+  EXPECT_EQ(WithoutOurCookies("a=1; __Host-exed-session=s; b=2"), "a=1; b=2");
+  EXPECT_EQ(WithoutOurCookies("__Host-exed-session=s;__Host-exed-x=y"), "");
+  EXPECT_EQ(WithoutOurCookies("theme=dark"), "theme=dark");
+  // A VM's own cookie that merely contains the prefix later on stays.
+  EXPECT_EQ(WithoutOurCookies("my__Host-exed=1"), "my__Host-exed=1");
+}
+
+TEST(QueryParamTest, DecodesTheNamedParameter) {
+  EXPECT_EQ(QueryParam("/__exed/login?next=%2Fa%20b&x=1", "next"), "/a b");
+  EXPECT_EQ(QueryParam("/p?xnext=1&next=2", "next"), "2");
+  EXPECT_EQ(QueryParam("/p", "next"), "");
+  EXPECT_EQ(QueryParam("/p?next", "next"), "");
+}
+
+TEST(HostOnlyTest, DropsThePortAndLowercases) {
+  EXPECT_EQ(HostOnly("Foo.Exe.Localhost:8443"), "foo.exe.localhost");
+  EXPECT_EQ(HostOnly("exe.localhost"), "exe.localhost");
+  EXPECT_EQ(HostOnly("[::1]"), "[::1]");
+}
+
+TEST(PlainUrlCharsTest, RefusesWhatCouldSplitALocationField) {
+  EXPECT_TRUE(PlainUrlChars("https://foo.exe.localhost/a?b=c"));
+  EXPECT_FALSE(PlainUrlChars("/a\r\nSet-Cookie: x=y"));
+  EXPECT_FALSE(PlainUrlChars("/a b"));
+  EXPECT_FALSE(PlainUrlChars("/\\evil.example"));
+}
+
+TEST(IsHopByHopTest, KnowsTheHopByHopFieldsInAnyCase) {
+  EXPECT_TRUE(IsHopByHop("Connection"));
+  EXPECT_TRUE(IsHopByHop("keep-alive"));
+  EXPECT_TRUE(IsHopByHop("Proxy-Authorization"));
+  EXPECT_FALSE(IsHopByHop("Content-Length"));
+  EXPECT_FALSE(IsHopByHop("Transfer-Encoding"));  // kept: it describes the body
+}
+
+}  // namespace
+}  // namespace httpfront
