@@ -260,14 +260,6 @@ Task<std::optional<Reply>> VmHostPath(Shared& sh, const Request& req, const std:
   co_return std::nullopt;
 }
 
-Task<control::Result<control::WebTarget>> TargetOf(Shared& sh, const std::string& name) {
-  if (auto c = sh.targets.Get(name)) co_return *c;
-  auto job9 = [&sh, name] { return sh.service().WebTargetFor(name); };
-  auto r = co_await OffLoop(sh, job9);
-  sh.targets.Put(name, r);
-  co_return r;
-}
-
 Task<bool> MayView(Shared& sh, const control::WebTarget& vm, int64_t account_id) {
   std::string key = fmt::format("{}|{}", vm.vm_id, account_id);
   if (auto c = sh.views.Get(key)) co_return *c;
@@ -376,10 +368,7 @@ Task<void> ServeTls(Shared& sh, Socket socket) {
                                           HtmlEscape(who->account)));
             handled = true;
           } else if (vm->status != "running") {
-            reply = ErrorPage(http::status::service_unavailable, "VM not running",
-                              fmt::format("<p>VM <b>{}</b> is {}. Its owner can start it: <code>{} start {}</code></p>",
-                                          HtmlEscape(name), HtmlEscape(vm->status), HtmlEscape(sh.config.ssh_hint),
-                                          HtmlEscape(name)));
+            reply = NotRunningPage(sh, *vm);
             handled = true;
           } else {
             bool keep = co_await Proxy(sh, stream, buf, bufs, parser, *vm, who, remote, host_header);
@@ -478,6 +467,14 @@ control::Status Bind(tcp::acceptor& a, const std::string& addr, int port, int* b
 }
 
 }  // namespace
+
+Task<control::Result<control::WebTarget>> TargetOf(Shared& sh, const std::string& name) {
+  if (auto c = sh.targets.Get(name)) co_return *c;
+  auto job9 = [&sh, name] { return sh.service().WebTargetFor(name); };
+  auto r = co_await OffLoop(sh, job9);
+  sh.targets.Put(name, r);
+  co_return r;
+}
 
 Front::Front(FrontConfig config, CertStore& certs) : sh_(std::make_unique<Shared>(std::move(config), certs)) {}
 

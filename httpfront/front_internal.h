@@ -229,6 +229,8 @@ struct Reply {
 
 Reply Redirect(const std::string& location, std::vector<std::pair<std::string, std::string>> headers = {});
 Reply ErrorPage(http::status status, const std::string& title, const std::string& text_html, bool close = false);
+// 503: the VM is stopped (or starting, or failed), and how its owner starts it.
+Reply NotRunningPage(const Shared& sh, const control::WebTarget& vm, bool close = false);
 
 template <class Stream>
 Task<void> WriteReply(Stream& stream, const Reply& r, unsigned version, bool keep_alive, bool head) {
@@ -257,6 +259,12 @@ struct ConnBuffers {
   std::unique_ptr<char[]> request_chunk, response_chunk;
   beast::flat_buffer response;  // the VM's bytes
 };
+
+// ---- front.cc --------------------------------------------------------------
+
+// Where VM `name` is and its state: the database's answer, cached for
+// kCacheFor; Shared::targets.Erase(name) asks again.
+Task<control::Result<control::WebTarget>> TargetOf(Shared& sh, const std::string& name);
 
 // ---- proxy.cc --------------------------------------------------------------
 

@@ -103,6 +103,14 @@ bool IsWebSocketUpgrade(const Request& req) {
          Lower(std::string(req[http::field::connection])).find("upgrade") != std::string::npos;
 }
 
+Reply NotRunningPage(const Shared& sh, const control::WebTarget& vm, bool close) {
+  return ErrorPage(http::status::service_unavailable, "VM not running",
+                   fmt::format("<p>VM <b>{}</b> is {}. Its owner can start it: <code>{} start {}</code></p>",
+                               HtmlEscape(vm.name), HtmlEscape(vm.status), HtmlEscape(sh.config.ssh_hint),
+                               HtmlEscape(vm.name)),
+                   close);
+}
+
 Reply Redirect(const std::string& location, std::vector<std::pair<std::string, std::string>> headers) {
   Reply r{http::status::found, "text/html; charset=utf-8", Page("Redirecting", "<p>Continue to <a href=\"" +
                                                                                    HtmlEscape(location) + "\">" +

@@ -241,6 +241,13 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
     // wait ~40 ms for the VM's delayed ACK.
     if (!ec) up->socket().set_option(tcp::no_delay(true), ec);
     if (ec) {
+      // The VM may have stopped since its state was cached: ask again, and
+      // say it is stopped rather than that nothing answers.
+      sh.targets.Erase(vm.name);
+      if (auto now = co_await TargetOf(sh, vm.name); now && now->status != "running") {
+        co_await WriteReply(client, NotRunningPage(sh, *now, true), version, false, head);
+        co_return false;
+      }
       co_return co_await fail(
           ec == beast::error::timeout ? http::status::gateway_timeout : http::status::bad_gateway,
           "VM not answering",
