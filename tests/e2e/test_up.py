@@ -1,5 +1,6 @@
 """ops/up as a user runs it: first start, a crash (kill -9) that leaves
-PostgreSQL running, a re-run that reuses the data, and a clean Ctrl-C/SIGTERM."""
+PostgreSQL running, a re-run that reuses the data, a second ops/up on the same
+state refused, and a clean Ctrl-C/SIGTERM."""
 import os
 import re
 import signal
@@ -58,6 +59,16 @@ class Up(unittest.TestCase):
             r = ssh(exed, key, "whoami")
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn("account  upuser", r.stdout, "the account survived the crash")
+            # A second ops/up on the same state is refused at once and leaves
+            # the first (and its PostgreSQL) alone.
+            env = dict(os.environ, EXED_STATE_DIR=os.path.join(state, "var"), EXED_SSH_PORT="0")
+            env.pop("DATABASE_URL", None)
+            second = subprocess.run([os.path.join(ROOT, "ops", "up")], env=env, capture_output=True, text=True,
+                                    stdin=subprocess.DEVNULL, timeout=300)
+            self.assertNotEqual(second.returncode, 0)
+            self.assertIn("another ops/up is running", second.stderr)
+            self.assertTrue(self.pg_running(state))
+            self.assertEqual(ssh(exed, key, "whoami").returncode, 0, "the first ops/up still serves")
             # Ctrl-C / SIGTERM: exed stops, then its PostgreSQL.
             up.send_signal(signal.SIGTERM)
             self.assertEqual(up.wait(timeout=60), 0)
