@@ -120,11 +120,49 @@ class Exed:
         return subprocess.run([EXED, "admin", *args], env=self.env(), capture_output=True, text=True, timeout=60)
 
     def close(self):
+        # The cgroups exed made (exed/ACCOUNT/vm-ID), read before the
+        # database goes with the test: they are machine-wide and would stay.
+        try:
+            groups = psql(self, "SELECT a.name || '/vm-' || v.id FROM vms v JOIN accounts a ON a.id = v.account_id "
+                                "UNION ALL SELECT name FROM accounts").split()
+        except subprocess.CalledProcessError:
+            groups = []
         self.stop()
         # VMs outlive exed by design; a test that failed half-way may leave
         # some. Their QEMU and passt name files under this state directory.
         subprocess.run(["pkill", "-KILL", "-f", "--", self.state + "/"], capture_output=True)
+        remove_cgroups(groups)
         shutil.rmtree(self.state, ignore_errors=True)
+
+
+def psql(exed, sql):
+    return subprocess.run(["psql", exed.db_url, "-qAtc", sql], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def vm_row(exed, name):
+    out = psql(exed, f"SELECT row_to_json(v) FROM vms v WHERE name = '{name}'")
+    return json.loads(out) if out else None
+
+
+def remove_cgroups(groups, parent="exed"):
+    """Removes exed/GROUP in every cgroup hierarchy (v1 controllers or the v2
+    root), VMs' groups before their account's; a group still holding a
+    process (killed a moment ago) is waited for briefly."""
+    base = "/sys/fs/cgroup"
+    roots = [base] + [os.path.join(base, c) for c in sorted(os.listdir(base))
+                      if os.path.isdir(os.path.join(base, c)) and not os.path.islink(os.path.join(base, c))]
+    for group in sorted(groups, key=lambda g: -g.count("/")):
+        for root in roots:
+            d = os.path.join(root, parent, group)
+            deadline = time.time() + 5
+            while os.path.isdir(d):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    if time.time() > deadline:
+                        break
+                    time.sleep(0.1)
 
 
 def images_dir():

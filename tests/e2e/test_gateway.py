@@ -16,8 +16,8 @@ import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (Exed, Key, Postgres, Tmux, images_dir, scp_args, sftp_args, ssh, ssh_args,  # noqa: E402
-                     ssh_json, wait_for)
+from harness import (Exed, Key, Postgres, Tmux, images_dir, psql, scp_args, sftp_args, ssh, ssh_args,  # noqa: E402
+                     ssh_json, vm_row, wait_for)
 
 PG = None
 HOST = "localhost"
@@ -37,15 +37,6 @@ def tearDownModule():
 
 
 # ---- helpers shared with test_gateway_debian and ops/bench/ssh-gateway ----
-
-def psql(exed, sql):
-    return subprocess.run(["psql", exed.db_url, "-qAtc", sql], capture_output=True, text=True,
-                          check=True).stdout.strip()
-
-
-def vm_row(exed, name):
-    out = psql(exed, f"SELECT row_to_json(v) FROM vms v WHERE name = '{name}'")
-    return json.loads(out) if out else None
 
 
 def isolate_vm_ids(exed):

@@ -11,7 +11,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Exed, Key, Postgres, images_dir, ssh, ssh_json, wait_for  # noqa: E402
+from harness import Exed, Key, Postgres, images_dir, psql, ssh, ssh_json, vm_row, wait_for  # noqa: E402
 
 PG = None
 
@@ -33,16 +33,6 @@ def guest(exed, vm, command, timeout=60):
                            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                            "-o", "LogLevel=ERROR", "root@127.0.0.1", command],
                           capture_output=True, text=True, timeout=timeout)
-
-
-def psql(exed, sql):
-    return subprocess.run(["psql", exed.db_url, "-qAtc", sql], capture_output=True, text=True,
-                          check=True).stdout.strip()
-
-
-def vm_row(exed, name):
-    out = psql(exed, f"SELECT row_to_json(v) FROM vms v WHERE name = '{name}'")
-    return json.loads(out) if out else None
 
 
 def qemu_pids(vm_id):

@@ -17,7 +17,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Exed, Key, Postgres, images_dir, ssh, ssh_json, wait_for  # noqa: E402
+from harness import Exed, Key, Postgres, images_dir, psql, ssh, ssh_json, vm_row, wait_for  # noqa: E402
 
 PG = None
 
@@ -29,16 +29,6 @@ def setUpModule():
 
 def tearDownModule():
     PG.close()
-
-
-def psql(exed, sql):
-    return subprocess.run(["psql", exed.db_url, "-qAtc", sql], capture_output=True, text=True,
-                          check=True).stdout.strip()
-
-
-def vm_row(exed, name):
-    out = psql(exed, f"SELECT row_to_json(v) FROM vms v WHERE name = '{name}'")
-    return json.loads(out) if out else None
 
 
 def vm_dir(exed, vm_id):
