@@ -59,19 +59,36 @@ inline constexpr const char* kVmCookie = "__Host-exed-vm";     // one VM host's 
 inline constexpr const char* kLoginCookie = "__Host-exed-login";  // a login in progress: CODE.SECRET
 
 // A small cache of answers from the control plane. Thread-safe.
-template <class V>
+//
+// An answer is fresh for kCacheFor. When it expires under load, only the
+// first caller gets nullopt (and asks again, then Puts); for up to
+// kRefreshFor after the expiry the others keep the old answer rather than all
+// asking at once (one database query per expiry, not one per open
+// connection). Past that, everyone asks. Erase drops an answer at once.
+// C is the clock (a fake one in tests).
+template <class V, class C = Clock>
 class TtlCache {
  public:
+  static constexpr auto kRefreshFor = std::chrono::seconds(1);
+
   std::optional<V> Get(const std::string& key) {
     std::lock_guard lock(mu_);
     auto it = map_.find(key);
-    if (it == map_.end() || it->second.second < Clock::now()) return std::nullopt;
-    return it->second.first;
+    if (it == map_.end()) return std::nullopt;
+    Entry& e = it->second;
+    auto now = C::now();
+    if (now <= e.fresh_until) return e.value;
+    if (now > e.fresh_until + kRefreshFor) return std::nullopt;
+    if (!e.refreshing) {
+      e.refreshing = true;
+      return std::nullopt;
+    }
+    return e.value;
   }
   void Put(const std::string& key, V v) {
     std::lock_guard lock(mu_);
     if (map_.size() > 10000) map_.clear();  // bounded; a refill costs one query each
-    map_.insert_or_assign(key, std::make_pair(std::move(v), Clock::now() + kCacheFor));
+    map_.insert_or_assign(key, Entry{std::move(v), C::now() + kCacheFor, false});
   }
   void Erase(const std::string& key) {
     std::lock_guard lock(mu_);
@@ -79,8 +96,13 @@ class TtlCache {
   }
 
  private:
+  struct Entry {
+    V value;
+    typename C::time_point fresh_until;
+    bool refreshing = false;  // someone is asking again
+  };
   std::mutex mu_;
-  std::map<std::string, std::pair<V, Clock::time_point>> map_;
+  std::map<std::string, Entry> map_;
 };
 
 // ---- header and cookie helpers (http_helpers.cc) ---------------------------

@@ -1,4 +1,5 @@
-// The front's header, cookie and query helpers (http_helpers.cc).
+// The front's header, cookie and query helpers (http_helpers.cc) and its
+// cache of control-plane answers (TtlCache, front_internal.h).
 #include <gtest/gtest.h>
 
 #include "httpfront/front_internal.h"
@@ -54,6 +55,47 @@ TEST(IsHopByHopTest, KnowsTheHopByHopFieldsInAnyCase) {
   EXPECT_TRUE(IsHopByHop("Proxy-Authorization"));
   EXPECT_FALSE(IsHopByHop("Content-Length"));
   EXPECT_FALSE(IsHopByHop("Transfer-Encoding"));  // kept: it describes the body
+}
+
+struct FakeClock {
+  using time_point = Clock::time_point;
+  static inline time_point t{};
+  static time_point now() { return t; }
+};
+
+TEST(TtlCacheTest, OneCallerAsksAgainWhenAnAnswerExpires) {
+  TtlCache<int, FakeClock> cache;
+  FakeClock::t = Clock::time_point{} + std::chrono::hours(1);
+  EXPECT_EQ(cache.Get("vm"), std::nullopt);
+  cache.Put("vm", 1);
+  FakeClock::t += kCacheFor;
+  EXPECT_EQ(cache.Get("vm"), 1) << "fresh up to kCacheFor";
+  FakeClock::t += std::chrono::milliseconds(1);
+  EXPECT_EQ(cache.Get("vm"), std::nullopt) << "expired: the first caller asks again";
+  EXPECT_EQ(cache.Get("vm"), 1) << "the others keep the old answer meanwhile";
+  EXPECT_EQ(cache.Get("vm"), 1);
+  cache.Put("vm", 2);
+  EXPECT_EQ(cache.Get("vm"), 2);
+}
+
+TEST(TtlCacheTest, EveryoneAsksWhenTheRefreshNeverCame) {
+  TtlCache<int, FakeClock> cache;
+  FakeClock::t = Clock::time_point{} + std::chrono::hours(2);
+  cache.Put("vm", 1);
+  FakeClock::t += kCacheFor + std::chrono::milliseconds(1);
+  EXPECT_EQ(cache.Get("vm"), std::nullopt);
+  EXPECT_EQ(cache.Get("vm"), 1);
+  FakeClock::t += TtlCache<int, FakeClock>::kRefreshFor;
+  EXPECT_EQ(cache.Get("vm"), std::nullopt);
+  EXPECT_EQ(cache.Get("vm"), std::nullopt) << "too old to serve to anyone";
+}
+
+TEST(TtlCacheTest, EraseDropsAtOnce) {
+  TtlCache<int, FakeClock> cache;
+  cache.Put("session", 1);
+  cache.Erase("session");
+  EXPECT_EQ(cache.Get("session"), std::nullopt);
+  EXPECT_EQ(cache.Get("session"), std::nullopt);
 }
 
 }  // namespace
