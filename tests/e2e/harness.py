@@ -73,19 +73,27 @@ class Exed:
 
     def start(self):
         self.log = open(os.path.join(self.state, "exed.log"), "ab")
-        self.proc = subprocess.Popen([EXED, "serve"], env=self.env(), stdout=subprocess.PIPE, stderr=self.log,
-                                     text=True)
+        self.proc = subprocess.Popen([EXED, "serve"], env=self.env(), stdout=subprocess.PIPE, stderr=self.log)
         line_port = None
         self.https_port = None
+        # Unbuffered reads with a deadline: a hung start fails here in 30 s
+        # rather than blocking in readline.
+        fd = self.proc.stdout.fileno()
+        out = ""
         deadline = time.time() + 30
-        while time.time() < deadline and (line_port is None or self.https_port is None):
-            line = self.proc.stdout.readline()
-            if not line:
+        while line_port is None or self.https_port is None:
+            left = deadline - time.time()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                self.proc.kill()
+                raise AssertionError("exed did not say where it listens within 30 s; log: " + self.read_log()[-2000:])
+            chunk = os.read(fd, 4096)
+            if not chunk:
                 raise AssertionError("exed exited before listening; log: " + self.read_log()[-2000:])
-            m = re.search(r"ssh -p (\d+) ", line)
-            if m and line_port is None:
+            out += chunk.decode(errors="replace")
+            m = re.search(r"ssh -p (\d+) ", out)
+            if m:
                 line_port = int(m.group(1))
-            m = re.search(r"https://[^/ ]+:(\d+)/", line)
+            m = re.search(r"https://[^/ ]+:(\d+)/", out)
             if m:
                 self.https_port = int(m.group(1))
         self.port = line_port
