@@ -16,6 +16,7 @@ take that away (502), then stop the VM (503).
 Environment: EXED_HTTPS_UPLOAD_MIB (1024) and EXED_HTTPS_UPLOAD_SECONDS (45)
 size the bounded-memory upload; see test_93.
 """
+import hashlib
 import html
 import json
 import os
@@ -438,6 +439,38 @@ class Https(unittest.TestCase):
         self.assertEqual(r.headers.get("x-line-ends"), "lf", r)
         self.assertEqual(r.headers.get("content-type"), "text/plain", r)
         self.assertEqual(r.body, "header lines ended by LF\n")
+
+    def test_04c_large_download_arrives_whole_and_head_has_no_body(self):
+        # A Content-Length body bigger than the front's 64 KiB buffers, twice on one
+        # client connection, byte for byte; HEAD gets the length and no body.
+        r = self.root("head -c 3000000 /dev/urandom > /var/www/big.bin && sha256sum /var/www/big.bin")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        want = r.stdout.split()[0]
+        cookie = f"Cookie: {self.vm_cookie('ann')}"
+        url = self.vmurl + "/big.bin"
+        a, b = os.path.join(self.tmp, "big-a"), os.path.join(self.tmp, "big-b")
+        got = subprocess.run(["curl", "-sS", "--cacert", self.ca, "-H", cookie, "-w", "%{http_code} %{num_connects}\n",
+                              "-o", a, url, "-o", b, url], capture_output=True, text=True, timeout=120)
+        self.assertEqual(got.returncode, 0, got.stderr)
+        self.assertEqual(got.stdout.split(), ["200", "1", "200", "0"], "both 200, the second on the same connection")
+        for path in (a, b):
+            with open(path, "rb") as f:
+                data = f.read()
+            self.assertEqual(len(data), 3000000)
+            self.assertEqual(hashlib.sha256(data).hexdigest(), want)
+        head = subprocess.run(["curl", "-sS", "--cacert", self.ca, "-H", cookie, "-I", "-o", "/dev/null", "-w",
+                               "%{http_code} %{header_json}", url], capture_output=True, text=True, timeout=60)
+        code, _, hdrs = head.stdout.partition(" ")
+        self.assertEqual(code, "200", head.stderr)
+        self.assertEqual(json.loads(hdrs).get("content-length"), ["3000000"])
+        # No body after a HEAD's header: the connection stays good for a GET.
+        got = subprocess.run(["curl", "-sS", "--cacert", self.ca, "-H", cookie, "-w", "%{http_code} %{num_connects}\n",
+                              "-I", url, "--next", "--cacert", self.ca, "-H", cookie, "-w", "%{http_code} %{num_connects}\n",
+                              "-o", a, url], capture_output=True, text=True, timeout=120)
+        self.assertEqual(got.stdout.split()[-2:], ["200", "0"], got.stdout + got.stderr)
+        with open(a, "rb") as f:
+            self.assertEqual(hashlib.sha256(f.read()).hexdigest(), want)
+        self.root("rm /var/www/big.bin")
 
     def test_05_share_add_lets_the_other_account_in_and_remove_shuts_it_out(self):
         bob = self.account_jar("bob")
