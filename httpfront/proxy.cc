@@ -50,37 +50,6 @@ Task<void> RelayBody(Shared& sh, In& in, beast::flat_buffer& in_buf, http::parse
   } while (!p.is_done() && !sr.is_done());
 }
 
-// Relays a response body of known length (Content-Length, `left` bytes, not
-// yet parsed) from the VM to the client without the parser: the serializer
-// sends the bytes where they lie, first those already read past the header
-// in `ubuf` (with the header, in one write), then each read from the VM into
-// `chunk`. Never reads past the body; bytes in `ubuf` beyond it stay there.
-Task<void> RelayLengthBody(Shared& sh, TcpStream& up, beast::flat_buffer& ubuf, std::uint64_t left, TlsStream& client,
-                           Response& res, http::response_serializer<http::buffer_body>& sr,
-                           std::unique_ptr<char[]>& chunk) {
-  size_t n = static_cast<size_t>(std::min<std::uint64_t>(ubuf.size(), left));
-  auto& body = res.body();
-  body.data = n ? ubuf.data().data() : nullptr;
-  while (true) {
-    left -= n;
-    body.size = n;
-    body.more = left > 0;
-    beast::get_lowest_layer(client).expires_after(sh.config.body_timeout);
-    beast::error_code ec;
-    co_await http::async_write(client, sr, net::redirect_error(kAwait, ec));
-    if (ec == http::error::need_buffer) ec = {};
-    if (ec) throw beast::system_error(ec);
-    if (body.data == ubuf.data().data()) ubuf.consume(n);
-    if (left == 0) co_return;
-    if (!chunk) chunk.reset(new char[kChunk]);
-    up.expires_after(sh.config.body_timeout);
-    n = co_await up.async_read_some(net::buffer(chunk.get(), static_cast<size_t>(std::min<std::uint64_t>(kChunk, left))),
-                                    net::redirect_error(kAwait, ec));
-    if (ec) throw beast::system_error(ec);  // the VM closed before the end
-    body.data = chunk.get();
-  }
-}
-
 // Copies bytes from `from` to `to` until either side closes (a WebSocket,
 // after the 101).
 template <class From, class To>
@@ -403,15 +372,8 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
     beast::get_lowest_layer(client).expires_after(std::chrono::seconds(30));
     co_await http::async_write_header(client, rsr, kAwait);
   }
-  bool done = rp.is_done();
-  if (!done && !head && res.has_content_length() && !res.chunked() && rp.content_length()) {
-    co_await RelayLengthBody(sh, *up, ubuf, *rp.content_length(), client, res, rsr, bufs.response_chunk);
-    done = true;
-  } else {
-    co_await RelayBody<false>(sh, *up, ubuf, rp, client, rsr, bufs.response_chunk);
-    done = rp.is_done();
-  }
-  if (upstream_keep_alive && done && ubuf.size() == 0) {
+  co_await RelayBody<false>(sh, *up, ubuf, rp, client, rsr, bufs.response_chunk);
+  if (upstream_keep_alive && rp.is_done() && ubuf.size() == 0) {
     up->expires_never();
     GiveBack(sh, ex, vm.web_port, std::move(up));
   }
