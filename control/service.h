@@ -209,6 +209,14 @@ class Service {
   Result<db::Vm> CreateVm(const Caller& caller, db::Vm row, const std::string& clone_from, const Progress& progress,
                           bool wait);
   Result<db::Vm> OwnedVm(const Caller& caller, const std::string& name);
+  // OwnedVm under the VM's mark (waited for up to 2 min; a conflict error
+  // after), read again once the mark is ours: what held it (a boot, the
+  // reconciler's restart) may have changed its row.
+  struct MarkedVm {
+    db::Vm vm;
+    vmm::VmLocks::Guard mark;
+  };
+  Result<MarkedVm> MarkOwnedVm(const Caller& caller, const std::string& name);
   vmm::VmDef DefOf(const db::Vm& vm) const;
   std::string VmJson(const db::Vm& vm) const;
   Result<std::string> DoHelp(const Help& c, bool json);

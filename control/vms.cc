@@ -110,6 +110,19 @@ Result<db::Vm> Service::OwnedVm(const Caller& caller, const std::string& name) {
   });
 }
 
+Result<Service::MarkedVm> Service::MarkOwnedVm(const Caller& caller, const std::string& name) {
+  auto before = OwnedVm(caller, name);
+  if (!before) return before.error();
+  auto mark = locks_->Lock(before->id, std::chrono::minutes(2));
+  if (!mark) return ConflictError(fmt::format("VM {} is busy with another command; try again in a moment", name));
+  auto now = OwnedVm(caller, name);
+  if (!now) return now.error();
+  if (now->id != before->id) {
+    return ConflictError(fmt::format("VM {} was removed and made again meanwhile; try again", name));
+  }
+  return MarkedVm{std::move(*now), std::move(mark)};
+}
+
 Result<db::Vm> Service::CreateVm(const Caller& caller, db::Vm row, const std::string& clone_from,
                                  const Progress& progress, bool wait) {
   auto t0 = std::chrono::steady_clock::now();
@@ -281,10 +294,9 @@ Result<std::string> Service::DoRemove(const Caller& caller, const RemoveVms& c, 
   json removed = json::array();
   std::string text;
   for (const auto& name : c.names) {
-    auto vm = OwnedVm(caller, name);
-    if (!vm) return vm.error();
-    auto busy = locks_->Lock(vm->id, std::chrono::minutes(2));
-    if (!busy) return ConflictError(fmt::format("VM {} is busy with another command; try again in a moment", name));
+    auto marked = MarkOwnedVm(caller, name);
+    if (!marked) return marked.error();
+    db::Vm* vm = &marked->vm;
     if (auto s = host_->Destroy(DefOf(*vm)); !s) return s.error();
     auto done = Guarded("rm", [&]() -> Status {
       auto conn = pool_.Acquire();
@@ -304,10 +316,9 @@ Result<std::string> Service::DoRemove(const Caller& caller, const RemoveVms& c, 
 
 Result<std::string> Service::DoPower(const Caller& caller, const std::string& name, bool stop, bool start,
                                      const Progress& progress, bool json_out) {
-  auto vm = OwnedVm(caller, name);
-  if (!vm) return vm.error();
-  auto busy = locks_->Lock(vm->id, std::chrono::minutes(2));
-  if (!busy) return ConflictError(fmt::format("VM {} is busy with another command; try again in a moment", name));
+  auto marked = MarkOwnedVm(caller, name);
+  if (!marked) return marked.error();
+  db::Vm* vm = &marked->vm;
   auto record = [&](const std::string& desired, const std::string& status, int pid) {
     return RecordPower(vm->id, desired, status, pid);
   };
@@ -442,10 +453,9 @@ Result<std::string> Service::DoStat(const Caller& caller, const StatVm& c, bool 
 }
 
 Result<std::string> Service::DoResize(const Caller& caller, const ResizeVm& c, bool json_out) {
-  auto vm = OwnedVm(caller, c.name);
-  if (!vm) return vm.error();
-  auto busy = locks_->Lock(vm->id, std::chrono::minutes(2));
-  if (!busy) return ConflictError(fmt::format("VM {} is busy with another command; try again in a moment", c.name));
+  auto marked = MarkOwnedVm(caller, c.name);
+  if (!marked) return marked.error();
+  const db::Vm* vm = &marked->vm;
   db::Vm after = *vm;
   after.cpus = c.cpus.value_or(vm->cpus);
   after.memory_mib = c.memory_mib.value_or(vm->memory_mib);

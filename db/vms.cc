@@ -64,6 +64,12 @@ std::optional<Vm> FindVm(pqxx::transaction_base& tx, const std::string& name) {
   return FromRow(r[0]);
 }
 
+std::optional<Vm> FindVmById(pqxx::transaction_base& tx, int64_t id) {
+  auto r = tx.exec_params(std::string(kSelect) + "WHERE v.id = $1", id);
+  if (r.empty()) return std::nullopt;
+  return FromRow(r[0]);
+}
+
 std::optional<Vm> LockVm(pqxx::transaction_base& tx, const std::string& name) {
   auto r = tx.exec_params(std::string(kSelect) + "WHERE v.name = $1 FOR UPDATE OF v", name);
   if (r.empty()) return std::nullopt;

@@ -39,6 +39,7 @@ struct Vm {
 
 int64_t InsertVm(pqxx::transaction_base& tx, const Vm& vm);
 std::optional<Vm> FindVm(pqxx::transaction_base& tx, const std::string& name);
+std::optional<Vm> FindVmById(pqxx::transaction_base& tx, int64_t id);
 // FOR UPDATE: the row stays locked until the transaction ends.
 std::optional<Vm> LockVm(pqxx::transaction_base& tx, const std::string& name);
 std::vector<Vm> ListVms(pqxx::transaction_base& tx, int64_t account_id);

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <set>
 
@@ -37,6 +38,7 @@ class VmLocks {
       {
         std::lock_guard lock(l_->mu_);
         l_->busy_.erase(id_);
+        ++l_->releases_[id_];
       }
       l_->cv_.notify_all();
       l_ = nullptr;
@@ -58,6 +60,19 @@ class VmLocks {
     busy_.insert(id);
     return Guard(this, id);
   }
+  // How often the mark of `id` was given back so far. An operation commits
+  // its changes before it gives the mark back, so a snapshot (rows,
+  // processes) taken after reading N here has seen all that was done to
+  // the VM while the count is still N.
+  uint64_t Releases(int64_t id) {
+    std::lock_guard lock(mu_);
+    auto it = releases_.find(id);
+    return it == releases_.end() ? 0 : it->second;
+  }
+  std::map<int64_t, uint64_t> AllReleases() {
+    std::lock_guard lock(mu_);
+    return releases_;
+  }
   bool Busy(int64_t id) {
     std::lock_guard lock(mu_);
     return busy_.count(id) > 0;
@@ -67,6 +82,7 @@ class VmLocks {
   std::mutex mu_;
   std::condition_variable cv_;
   std::set<int64_t> busy_;  // GUARDED_BY(mu_)
+  std::map<int64_t, uint64_t> releases_;  // GUARDED_BY(mu_); a few bytes per VM ever marked
 };
 
 }  // namespace vmm

@@ -41,6 +41,9 @@ ReconcileReport Reconciler::RunOnce(Pass pass) {
   ReconcileReport report;
   std::vector<db::Vm> vms;
   std::map<std::string, db::Budget> budgets;
+  // Before the snapshot: a VM whose mark is given back after this point may
+  // have changed after the snapshot was taken (see below).
+  const std::map<int64_t, uint64_t> released = locks_.AllReleases();
   try {
     auto conn = pool_.Acquire();
     pqxx::work tx(*conn);
@@ -76,7 +79,16 @@ ReconcileReport Reconciler::RunOnce(Pass pass) {
     auto guard = locks_.TryLock(vm.id);
     if (!guard) continue;  // a command is working on it
     try {
-      Reconcile(vm, found, budgets, pass, &report);
+      auto was = released.find(vm.id);
+      if (locks_.Releases(vm.id) == (was == released.end() ? 0 : was->second)) {
+        Reconcile(vm, found, budgets, pass, &report);
+      } else if (auto now = ReadAgain(vm.id)) {
+        // A command (`start`, `stop`, `rm`, the gateway's start) finished on
+        // it between the snapshot and the mark: acting on what the snapshot
+        // says would stop or restart the VM it just started, or start the one
+        // it just stopped.
+        Reconcile(now->first, now->second, budgets, pass, &report);
+      }
     } catch (const std::exception& e) {
       spdlog::error("event=reconcile-failed vm={} error=\"{}\"", vm.name, e.what());
     }
@@ -100,6 +112,22 @@ ReconcileReport Reconciler::RunOnce(Pass pass) {
   spdlog::debug("event=reconcile-pass vms={} attached={} restarted={} failed={} strays={}", vms.size(),
                 report.attached, report.restarted, report.failed, report.strays);
   return report;
+}
+
+std::optional<std::pair<db::Vm, std::map<int64_t, int>>> Reconciler::ReadAgain(int64_t id) {
+  std::optional<db::Vm> row;
+  {
+    auto conn = pool_.Acquire();
+    pqxx::work tx(*conn);
+    row = db::FindVmById(tx, id);
+    tx.commit();
+  }
+  if (!row) return std::nullopt;  // removed
+  std::map<int64_t, int> found;
+  for (auto [vm_id, pid] : host_.RunningVmProcesses()) {
+    if (vm_id == id) found[vm_id] = pid;
+  }
+  return std::make_pair(std::move(*row), std::move(found));
 }
 
 control::Status Reconciler::EnsureAccount(const std::string& account,

@@ -12,7 +12,8 @@
 //  - an account's cgroup and its limits (the kernel's, so a reboot loses
 //    them) are put back before any VM of it starts: for every account with
 //    VMs at the first pass, and for a VM's account before each restart.
-// VMs an operation holds (VmLocks) are skipped. Thread-safe: RunOnce may run
+// VMs an operation holds (VmLocks) are skipped, and one that an operation
+// let go of during the pass is read again first. Thread-safe: RunOnce may run
 // on the background thread or a caller's.
 #pragma once
 
@@ -21,6 +22,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -63,6 +65,9 @@ class Reconciler {
  private:
   void Reconcile(const db::Vm& vm, const std::map<int64_t, int>& found,
                  const std::map<std::string, db::Budget>& budgets, Pass pass, ReconcileReport* report);
+  // The VM's row and QEMU as they are now (the caller holds its mark);
+  // nullopt if the row is gone.
+  std::optional<std::pair<db::Vm, std::map<int64_t, int>>> ReadAgain(int64_t id);
   // SetAccountLimits with the account's budget from the database.
   control::Status EnsureAccount(const std::string& account, const std::map<std::string, db::Budget>& budgets);
 

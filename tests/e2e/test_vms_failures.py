@@ -208,13 +208,19 @@ class RepeatedRestartFailures(Base):
         self.assertEqual(r.returncode, 1, "the fault is still there")
         self.assertIn("Permission denied", r.stderr)
         os.chmod(disk, mode)
+        log_at_start = len(self.exed.read_log())
         r = ssh(self.exed, key, "start", "crs-box", timeout=300)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(status_in_ls(self.exed, key, "crs-box"), "running")
         now = vm_row(self.exed, "crs-box")
         self.assertEqual(now["restarts"], 0)
         self.assertEqual(now["pid"], qemu_pid(self.exed, row["id"]))
-        self.assertEqual(guest(self.exed, now, "echo ok").stdout.strip(), "ok")
+        r = guest(self.exed, now, "echo ok")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "ok"), r.stderr)
+        # Nothing undid the start behind its back (the reconciler once did,
+        # acting on the row it had read before the start: vmm/reconciler.cc).
+        self.assertEqual(vm_row(self.exed, "crs-box")["pid"], now["pid"])
+        self.assertNotIn("event=vm-down vm=crs-box", self.exed.read_log()[log_at_start:])
         self.assertEqual(ssh(self.exed, key, "rm", "crs-box", timeout=120).returncode, 0)
 
 
