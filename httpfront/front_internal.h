@@ -29,6 +29,7 @@
 #include "control/service.h"
 #include "httpfront/front.h"
 #include "httpfront/pages.h"
+#include "httpfront/tls_stream.h"
 
 namespace httpfront {
 
@@ -47,7 +48,8 @@ using Task = net::awaitable<T, Executor>;
 constexpr net::use_awaitable_t<Executor> kAwait;
 using Socket = net::basic_stream_socket<tcp, Executor>;
 using TcpStream = beast::basic_stream<tcp, Executor>;
-using TlsStream = beast::ssl_stream<TcpStream>;
+// OpenSSL on the socket itself (tls_stream.h), not Asio's BIO pair.
+using TlsStream = ServerTlsStream;
 using Timer = net::basic_waitable_timer<Clock, net::wait_traits<Clock>, Executor>;
 using Request = http::request<http::buffer_body>;
 using Response = http::response<http::buffer_body>;

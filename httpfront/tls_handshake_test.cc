@@ -1,6 +1,6 @@
-// TLS handshakes against certs.h's stores through InstallSni: versions,
-// ciphers, ALPN, SNI, session resumption, and a certificate reload under an
-// open connection.
+// TLS handshakes against certs.h's stores through InstallSni, served by the
+// front's ServerTlsStream: versions, ciphers, ALPN, SNI, session resumption,
+// and a certificate reload under an open connection.
 #include <gtest/gtest.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "httpfront/certs.h"
+#include "httpfront/tls_stream.h"
 #include "httpfront/tls_test_support.h"
 
 namespace httpfront {
@@ -24,6 +25,8 @@ namespace {
 namespace asio = boost::asio;
 namespace ssl = boost::asio::ssl;
 using asio::ip::tcp;
+using tls_testing::Client;
+using tls_testing::ClientOptions;
 using tls_testing::kDomain;
 using tls_testing::LeafOf;
 using tls_testing::Pair;
@@ -34,8 +37,9 @@ using tls_testing::TempDir;
 using tls_testing::WriteFile;
 using tls_testing::X509Ptr;
 
-// A TLS echo server on 127.0.0.1:0, run on its own thread. `setup` prepares
-// the listener context (InstallSni for the real thing).
+// A TLS echo server on 127.0.0.1:0 (the front's own ServerTlsStream), run
+// on its own thread. `setup` prepares the listener context (InstallSni for
+// the real thing).
 class EchoServer {
  public:
   explicit EchoServer(const std::function<void(ssl::context&)>& setup)
@@ -51,13 +55,13 @@ class EchoServer {
   unsigned short port() const { return acceptor_.local_endpoint().port(); }
 
  private:
-  using Stream = ssl::stream<tcp::socket>;
+  using Stream = ServerTlsStream;
 
   void Accept() {
-    acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
+    acceptor_.async_accept(io_, [this](boost::system::error_code ec, Stream::Socket socket) {
       if (ec) return;
       auto stream = std::make_shared<Stream>(std::move(socket), listener_);
-      stream->async_handshake(ssl::stream_base::server, [this, stream](boost::system::error_code ec) {
+      stream->async_handshake(ssl::stream_base::server, [this, stream](boost::system::error_code ec, size_t) {
         if (!ec) Echo(stream);
       });
       Accept();
@@ -70,7 +74,7 @@ class EchoServer {
       if (ec) {
         // A clean close_notify from the client: answer it, so the session
         // stays resumable.
-        stream->async_shutdown([stream](boost::system::error_code) {});
+        stream->async_shutdown([stream](boost::system::error_code, size_t) {});
         return;
       }
       asio::async_write(*stream, asio::buffer(buf->data(), n),
@@ -84,116 +88,6 @@ class EchoServer {
   ssl::context listener_;
   tcp::acceptor acceptor_;
   std::thread thread_;
-};
-
-struct ClientOptions {
-  std::string sni;          // empty: no SNI sent
-  std::string ca_pem;       // empty: no verification
-  std::string verify_host;  // checked against the certificate when set
-  int min_version = TLS1_2_VERSION;
-  int max_version = TLS1_3_VERSION;
-  std::vector<std::string> alpn = {"http/1.1"};
-  std::string tls12_ciphers;  // empty: OpenSSL's default
-  bool legacy = false;        // security level 0, for a TLS 1.1 client
-  bool no_ticket = false;
-  SSL_SESSION* resume = nullptr;
-};
-
-// A TLS client driven step by step in this thread; each step gives up after
-// a few seconds so a broken server fails the test instead of hanging it.
-class Client {
- public:
-  explicit Client(const ClientOptions& o) : ctx_(MakeContext(o)), stream_(io_, ctx_) {
-    SSL* s = stream_.native_handle();
-    if (!o.sni.empty()) SSL_set_tlsext_host_name(s, o.sni.c_str());
-    if (!o.verify_host.empty()) SSL_set1_host(s, o.verify_host.c_str());
-    if (o.resume) SSL_set_session(s, o.resume);
-  }
-
-  boost::system::error_code Connect(unsigned short port) {
-    tcp::endpoint ep(asio::ip::address_v4::loopback(), port);
-    auto ec = Run([&](auto done) { stream_.lowest_layer().async_connect(ep, done); });
-    if (ec) return ec;
-    return Run([&](auto done) { stream_.async_handshake(ssl::stream_base::client, done); });
-  }
-
-  // Sends `text` and returns what came back ("" on an error).
-  std::string Echo(const std::string& text) {
-    auto ec = Run([&](auto done) {
-      asio::async_write(stream_, asio::buffer(text), [done](boost::system::error_code ec, size_t) { done(ec); });
-    });
-    if (ec) return "";
-    std::string back(text.size(), '\0');
-    ec = Run([&](auto done) {
-      asio::async_read(stream_, asio::buffer(back), [done](boost::system::error_code ec, size_t) { done(ec); });
-    });
-    return ec ? "" : back;
-  }
-
-  void Close() {
-    Run([&](auto done) { stream_.async_shutdown(done); });
-  }
-
-  SSL* ssl() { return stream_.native_handle(); }
-  std::string Alpn() {
-    const unsigned char* p = nullptr;
-    unsigned int len = 0;
-    SSL_get0_alpn_selected(ssl(), &p, &len);
-    return std::string(reinterpret_cast<const char*>(p), len);
-  }
-  std::string PeerCn() {
-    X509Ptr peer(SSL_get1_peer_certificate(ssl()));
-    return peer ? SubjectCn(peer.get()) : "";
-  }
-
- private:
-  // The context is set up before the stream exists: SSL_new copies versions,
-  // ciphers, ALPN and verify mode from it.
-  static ssl::context MakeContext(const ClientOptions& o) {
-    ssl::context ctx(ssl::context::tls_client);
-    SSL_CTX* c = ctx.native_handle();
-    if (o.legacy) {
-      SSL_CTX_set_security_level(c, 0);
-      SSL_CTX_set_cipher_list(c, "DEFAULT:@SECLEVEL=0");
-    }
-    SSL_CTX_set_min_proto_version(c, o.min_version);
-    SSL_CTX_set_max_proto_version(c, o.max_version);
-    if (!o.tls12_ciphers.empty()) SSL_CTX_set_cipher_list(c, o.tls12_ciphers.c_str());
-    if (o.no_ticket) SSL_CTX_set_options(c, SSL_OP_NO_TICKET);
-    std::string wire;
-    for (const std::string& p : o.alpn) wire += static_cast<char>(p.size()) + p;
-    if (!wire.empty()) {
-      SSL_CTX_set_alpn_protos(c, reinterpret_cast<const unsigned char*>(wire.data()), wire.size());
-    }
-    if (!o.ca_pem.empty()) {
-      ctx.add_certificate_authority(asio::buffer(o.ca_pem));
-      ctx.set_verify_mode(ssl::verify_peer);
-    }
-    return ctx;
-  }
-
-  template <class Start>
-  boost::system::error_code Run(Start start) {
-    boost::system::error_code result = asio::error::timed_out;
-    bool finished = false;
-    start([&](boost::system::error_code ec) {
-      result = ec;
-      finished = true;
-    });
-    io_.restart();
-    io_.run_for(std::chrono::seconds(10));
-    if (!finished) {
-      boost::system::error_code ignored;
-      stream_.lowest_layer().close(ignored);
-      io_.restart();
-      io_.run();
-    }
-    return finished ? result : asio::error::timed_out;
-  }
-
-  asio::io_context io_;
-  ssl::context ctx_;
-  ssl::stream<tcp::socket> stream_;
 };
 
 class HandshakeTest : public ::testing::Test {

@@ -8,6 +8,7 @@ never on fixed sleeps alone.
 import atexit
 import json
 import os
+import random
 import re
 import select
 import shutil
@@ -20,6 +21,30 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("EXED_BUILD_DIR", os.path.join(ROOT, "build"))
 EXED = os.path.join(BUILD, "exed", "exed")
+
+
+def free_port():
+    """A loopback TCP port nothing listens on now, for a server a test starts
+    later. Taken below the kernel's ephemeral range (ip_local_port_range), so
+    no outgoing connection can hold it in between (a port from bind(0) can be
+    any connection's local port a moment later: an ACME test lost its http
+    port that way)."""
+    low = 32768
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free loopback port below the ephemeral range")
 
 
 def wait_for(cond, timeout=20.0, what="condition"):

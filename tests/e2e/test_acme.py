@@ -25,17 +25,11 @@ import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Exed, Postgres, wait_for  # noqa: E402
+from harness import Exed, Postgres, free_port, wait_for  # noqa: E402
 
 PG = None
 PEBBLE = None
 DOMAIN = "exe.localhost"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def openssl(*args, cwd):

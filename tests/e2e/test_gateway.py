@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,8 +15,8 @@ import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (Exed, Key, Postgres, Tmux, images_dir, psql, scp_args, sftp_args, ssh, ssh_args,  # noqa: E402
-                     ssh_json, vm_row, wait_for)
+from harness import (Exed, Key, Postgres, Tmux, free_port, images_dir, psql, scp_args, sftp_args, ssh,  # noqa: E402
+                     ssh_args, ssh_json, vm_row, wait_for)
 
 PG = None
 HOST = "localhost"
@@ -83,12 +82,6 @@ def random_file(path, size):
     with open(path, "wb") as f:
         f.write(os.urandom(size))
     return sha256_file(path)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(port, path="/"):

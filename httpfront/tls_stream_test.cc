@@ -1,0 +1,252 @@
+// ServerTlsStream (tls_stream.h) against Asio's TLS client: data both ways
+// past what a socket buffers (the waits for readable and writable), small
+// buffers gathered into one record, how a peer's close reads, and timeouts:
+// a deadline passing with an operation pending, one moved later while an
+// operation waits, one moved earlier.
+#include "httpfront/tls_stream.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "httpfront/certs.h"
+#include "httpfront/tls_test_support.h"
+
+namespace httpfront {
+namespace {
+
+namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
+using asio::ip::tcp;
+using tls_testing::Client;
+using tls_testing::ClientOptions;
+using tls_testing::TempDir;
+using Executor = ServerTlsStream::Executor;
+template <class T>
+using Task = asio::awaitable<T, Executor>;
+constexpr asio::use_awaitable_t<Executor> kAwait;
+using Acceptor = asio::basic_socket_acceptor<tcp, Executor>;
+using error_code = boost::system::error_code;
+using std::chrono::milliseconds;
+
+constexpr char kHost[] = "foo.exe.localhost";
+
+// Bytes that show where they were cut or reordered.
+std::string Pattern(size_t n, char salt) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + salt) % 26);
+  return s;
+}
+
+// One server connection per Serve, on an io_context of its own thread,
+// handshaken with the front's certificates (InstallSni); `script` then runs
+// on the stream and says what it saw.
+class StreamTest : public ::testing::Test {
+ protected:
+  using Script = Task<std::string> (*)(ServerTlsStream&);
+
+  void SetUp() override {
+    auto store = OpenInternalCa(dir_ / "ca", tls_testing::kDomain);
+    ASSERT_TRUE(store.ok()) << store.error().message;
+    store_ = std::move(store).value();
+    InstallSni(listener_, *store_);
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  void TearDown() override {
+    work_.reset();
+    io_.stop();
+    thread_.join();
+  }
+
+  std::future<std::string> Serve(Script script, milliseconds handshake_timeout = milliseconds(5000)) {
+    auto done = std::make_shared<std::promise<std::string>>();
+    auto seen = done->get_future();
+    asio::co_spawn(io_, Run(acceptor_, listener_, script, handshake_timeout),
+                   [done](std::exception_ptr e, std::string what) {
+                     done->set_value(e ? std::string("exception") : what);
+                   });
+    return seen;
+  }
+
+  unsigned short port() const { return acceptor_.local_endpoint().port(); }
+
+  std::unique_ptr<Client> Connected(int max_version = TLS1_3_VERSION) {
+    ClientOptions o;
+    o.sni = kHost;
+    o.verify_host = kHost;
+    o.ca_pem = store_->CaPem();
+    o.max_version = max_version;
+    auto c = std::make_unique<Client>(o);
+    auto ec = c->Connect(port());
+    EXPECT_FALSE(ec) << ec.message();
+    return c;
+  }
+
+  static std::string Result(std::future<std::string>& f) {
+    if (f.wait_for(std::chrono::seconds(20)) != std::future_status::ready) return "server still running";
+    return f.get();
+  }
+
+ private:
+  static Task<std::string> Run(Acceptor& acceptor, ssl::context& ctx, Script script, milliseconds handshake_timeout) {
+    auto socket = co_await acceptor.async_accept(kAwait);
+    ServerTlsStream stream(std::move(socket), ctx);
+    stream.expires_after(handshake_timeout);
+    error_code ec;
+    co_await stream.async_handshake(ssl::stream_base::server, asio::redirect_error(kAwait, ec));
+    if (ec) co_return "handshake: " + ec.message();
+    std::string what = co_await script(stream);
+    co_await stream.async_shutdown(asio::redirect_error(kAwait, ec));
+    co_return what;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<CertStore> store_;
+  ssl::context listener_{ssl::context::tls_server};
+  asio::io_context io_;
+  asio::executor_work_guard<Executor> work_ = asio::make_work_guard(io_);
+  Acceptor acceptor_{io_, tcp::endpoint(asio::ip::address_v4::loopback(), 0)};
+  std::thread thread_;
+};
+
+constexpr size_t kUp = 1 << 20;    // client to server
+constexpr size_t kDown = 4 << 20;  // server to client: more than the socket buffers hold
+
+TEST_F(StreamTest, CarriesMegabytesBothWays) {
+  auto seen = Serve([](ServerTlsStream& s) -> Task<std::string> {
+    std::string in(kUp, '\0');
+    error_code ec;
+    co_await asio::async_read(s, asio::buffer(in), asio::redirect_error(kAwait, ec));
+    if (ec) co_return "read: " + ec.message();
+    if (in != Pattern(kUp, 1)) co_return "read other bytes";
+    // The client reads only once its write is done: this write waits for
+    // the socket to drain, again and again.
+    std::string out = Pattern(kDown, 2);
+    co_await asio::async_write(s, asio::buffer(out), asio::redirect_error(kAwait, ec));
+    co_return ec ? "write: " + ec.message() : "ok";
+  });
+  auto c = Connected();
+  ASSERT_FALSE(c->Write(Pattern(kUp, 1)));
+  EXPECT_TRUE(c->Read(kDown) == Pattern(kDown, 2));
+  EXPECT_EQ(Result(seen), "ok");
+  c->Close();
+}
+
+TEST_F(StreamTest, SmallBuffersGoOutAsOneRecord) {
+  auto seen = Serve([](ServerTlsStream& s) -> Task<std::string> {
+    // A response as Beast's serializer hands it over: header pieces, body.
+    static const std::string body = Pattern(1000, 3);
+    std::array<asio::const_buffer, 3> pieces = {asio::buffer(std::string_view("HTTP/1.1 200 OK\r\n")),
+                                                asio::buffer(std::string_view("Content-Length: 1000\r\n\r\n")),
+                                                asio::buffer(body)};
+    error_code ec;
+    co_await asio::async_write(s, pieces, asio::redirect_error(kAwait, ec));
+    co_return ec ? "write: " + ec.message() : "ok";
+  });
+  // TLS 1.2: the session ticket comes in the handshake, so every record
+  // counted after it is the response's.
+  auto c = Connected(TLS1_2_VERSION);
+  int before = c->records_read();
+  std::string expected = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + Pattern(1000, 3);
+  EXPECT_TRUE(c->Read(expected.size()) == expected);
+  EXPECT_EQ(c->records_read() - before, 1);
+  EXPECT_EQ(Result(seen), "ok");
+  c->Close();
+}
+
+TEST_F(StreamTest, CloseNotifyReadsAsEofAndAPlainCloseAsTruncated) {
+  auto script = [](ServerTlsStream& s) -> Task<std::string> {
+    char c;
+    error_code ec;
+    co_await s.async_read_some(asio::buffer(&c, 1), asio::redirect_error(kAwait, ec));
+    co_return ec.message();
+  };
+  auto clean = Serve(script);
+  auto a = Connected();
+  a->Close();
+  EXPECT_EQ(Result(clean), error_code(asio::error::eof).message());
+
+  auto cut = Serve(script);
+  auto b = Connected();
+  b->Abort();
+  EXPECT_EQ(Result(cut), error_code(ssl::error::stream_truncated).message());
+}
+
+TEST_F(StreamTest, PendingReadEndsWithTimeoutAtTheDeadline) {
+  auto seen = Serve([](ServerTlsStream& s) -> Task<std::string> {
+    s.expires_after(milliseconds(200));
+    char c;
+    error_code ec;
+    co_await s.async_read_some(asio::buffer(&c, 1), asio::redirect_error(kAwait, ec));
+    if (ec != boost::beast::error::timeout) co_return "first read: " + ec.message();
+    // Done for: no later operation gets through.
+    s.expires_after(std::chrono::seconds(5));
+    co_await s.async_read_some(asio::buffer(&c, 1), asio::redirect_error(kAwait, ec));
+    co_return ec == boost::beast::error::timeout ? "ok" : "second read: " + ec.message();
+  });
+  auto c = Connected();
+  EXPECT_EQ(Result(seen), "ok");
+  // The server sent no close_notify after its timeout; the client sees the
+  // connection end when the stream goes.
+  EXPECT_TRUE(c->ReadError());
+}
+
+TEST_F(StreamTest, DeadlineMovedLaterWhileTheTimerRunsIsKept) {
+  auto seen = Serve([](ServerTlsStream& s) -> Task<std::string> {
+    char c;
+    error_code ec;
+    // The timer is set for 200 ms by this read...
+    s.expires_after(milliseconds(200));
+    co_await s.async_read_some(asio::buffer(&c, 1), asio::redirect_error(kAwait, ec));
+    if (ec) co_return "first read: " + ec.message();
+    // ...and this read, whose deadline is later, waits past it.
+    s.expires_after(std::chrono::seconds(10));
+    co_await s.async_read_some(asio::buffer(&c, 1), asio::redirect_error(kAwait, ec));
+    co_return ec ? "second read: " + ec.message() : std::string(1, c);
+  });
+  auto c = Connected();
+  ASSERT_FALSE(c->Write("a"));
+  std::this_thread::sleep_for(milliseconds(600));
+  ASSERT_FALSE(c->Write("b"));
+  EXPECT_EQ(Result(seen), "b");
+  c->Close();
+}
+
+TEST_F(StreamTest, DeadlineMovedEarlierIsKept) {
+  auto seen = Serve([](ServerTlsStream& s) -> Task<std::string> {
+    char c;
+    error_code ec;
+    s.expires_after(std::chrono::seconds(60));
+    co_await s.async_read_some(asio::buffer(&c, 1), asio::redirect_error(kAwait, ec));
+    if (ec) co_return "first read: " + ec.message();
+    s.expires_after(milliseconds(200));
+    auto start = std::chrono::steady_clock::now();
+    co_await s.async_read_some(asio::buffer(&c, 1), asio::redirect_error(kAwait, ec));
+    // Long before the first deadline: the timer was set again, earlier.
+    if (std::chrono::steady_clock::now() - start > std::chrono::seconds(30)) co_return "too late";
+    co_return ec == boost::beast::error::timeout ? "ok" : "second read: " + ec.message();
+  });
+  auto c = Connected();
+  ASSERT_FALSE(c->Write("a"));
+  EXPECT_EQ(Result(seen), "ok");
+}
+
+TEST_F(StreamTest, SilentClientTimesTheHandshakeOut) {
+  auto seen = Serve([](ServerTlsStream&) -> Task<std::string> { co_return "no handshake expected"; },
+                    milliseconds(200));
+  asio::io_context io;
+  tcp::socket raw(io);
+  raw.connect(tcp::endpoint(asio::ip::address_v4::loopback(), port()));
+  EXPECT_EQ(Result(seen), "handshake: " + error_code(boost::beast::error::timeout).message());
+}
+
+}  // namespace
+}  // namespace httpfront
