@@ -125,33 +125,47 @@ std::string SetCookie(const char* name, const std::string& value, int64_t max_ag
 bool IsHopByHop(std::string_view name);
 bool IsWebSocketUpgrade(const Request& req);
 
+// Whether `name` is `lower` (given in lowercase, '-' for '_'), ignoring case
+// and taking '_' as '-': CGI (and frameworks that follow it) map both to '_',
+// so X_Forwarded_For reaches a VM as HTTP_X_FORWARDED_FOR just as
+// X-Forwarded-For does. With `prefix`, whether `name` starts with it.
+bool FoldedEquals(std::string_view name, std::string_view lower, bool prefix = false);
+
 // Removes hop-by-hop fields (and any the Connection field names), keeping
 // Transfer-Encoding, which describes the body the serializer will write.
+// One pass and no allocation unless Connection names other fields.
 template <class Fields>
 void DropHopByHop(Fields& f, bool keep_upgrade) {
-  std::vector<std::string> named;
+  std::vector<std::string> named;  // fields a Connection value names, besides the usual tokens
   for (auto it = f.begin(); it != f.end(); ++it) {
-    if (Lower(std::string(it->name_string())) != "connection") continue;
-    std::string v(it->value());
+    if (it->name() != http::field::connection) continue;
+    beast::string_view v = it->value();
     size_t pos = 0;
     while (pos <= v.size()) {
-      size_t end = v.find(',', pos);
-      if (end == std::string::npos) end = v.size();
-      std::string tok = v.substr(pos, end - pos);
-      tok.erase(0, tok.find_first_not_of(" \t"));
-      tok.erase(tok.find_last_not_of(" \t") + 1);
-      if (!tok.empty()) named.push_back(Lower(tok));
+      size_t end = std::min(v.find(',', pos), v.size());
+      beast::string_view tok = v.substr(pos, end - pos);
+      while (!tok.empty() && (tok.front() == ' ' || tok.front() == '\t')) tok.remove_prefix(1);
+      while (!tok.empty() && (tok.back() == ' ' || tok.back() == '\t')) tok.remove_suffix(1);
+      if (!tok.empty() && !beast::iequals(tok, "close") && !beast::iequals(tok, "keep-alive") &&
+          !beast::iequals(tok, "upgrade")) {
+        named.emplace_back(tok.data(), tok.size());
+      }
       pos = end + 1;
     }
   }
-  std::vector<std::string> drop;
-  for (auto it = f.begin(); it != f.end(); ++it) {
-    std::string n = Lower(std::string(it->name_string()));
-    if (n == "transfer-encoding" || n == "content-length") continue;
-    if (keep_upgrade && (n == "upgrade" || n == "connection")) continue;
-    if (IsHopByHop(n) || std::find(named.begin(), named.end(), n) != named.end()) drop.push_back(n);
+  for (auto it = f.begin(); it != f.end();) {
+    http::field n = it->name();
+    bool drop;
+    if (n == http::field::transfer_encoding || n == http::field::content_length) {
+      drop = false;
+    } else if (keep_upgrade && (n == http::field::upgrade || n == http::field::connection)) {
+      drop = false;
+    } else {
+      drop = IsHopByHop(SV(it->name_string()));
+      for (size_t i = 0; !drop && i < named.size(); ++i) drop = beast::iequals(it->name_string(), named[i]);
+    }
+    it = drop ? f.erase(it) : std::next(it);
   }
-  for (const auto& n : drop) f.erase(n);
 }
 
 // ---- state shared by every connection --------------------------------------

@@ -91,11 +91,21 @@ std::string SetCookie(const char* name, const std::string& value, int64_t max_ag
 }
 
 bool IsHopByHop(std::string_view name) {
-  static const std::array<std::string_view, 8> kHop = {"connection", "keep-alive", "proxy-connection", "te",
-                                                         "trailer", "upgrade", "proxy-authorization",
-                                                         "proxy-authenticate"};
-  std::string n = Lower(std::string(name));
-  return std::find(kHop.begin(), kHop.end(), n) != kHop.end();
+  static constexpr std::array<std::string_view, 8> kHop = {"connection", "keep-alive", "proxy-connection", "te",
+                                                           "trailer", "upgrade", "proxy-authorization",
+                                                           "proxy-authenticate"};
+  beast::string_view n(name.data(), name.size());
+  return std::any_of(kHop.begin(), kHop.end(),
+                     [n](std::string_view h) { return beast::iequals(n, beast::string_view(h.data(), h.size())); });
+}
+
+bool FoldedEquals(std::string_view name, std::string_view lower, bool prefix) {
+  if (prefix ? name.size() < lower.size() : name.size() != lower.size()) return false;
+  for (size_t i = 0; i < lower.size(); ++i) {
+    char c = static_cast<char>(std::tolower(static_cast<unsigned char>(name[i])));
+    if ((c == '_' ? '-' : c) != lower[i]) return false;
+  }
+  return true;
 }
 
 bool IsWebSocketUpgrade(const Request& req) {

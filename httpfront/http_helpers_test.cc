@@ -57,6 +57,42 @@ TEST(IsHopByHopTest, KnowsTheHopByHopFieldsInAnyCase) {
   EXPECT_FALSE(IsHopByHop("Transfer-Encoding"));  // kept: it describes the body
 }
 
+TEST(DropHopByHopTest, DropsHopByHopAndConnectionNamedFieldsKeepsTheRest) {
+  http::fields f;
+  f.insert("Connection", "keep-alive, X-Secret , close");
+  f.insert("Host", "vm.exe.localhost");
+  f.insert("x-secret", "1");
+  f.insert("Keep-Alive", "timeout=5");
+  f.insert("TE", "trailers");
+  f.insert("Transfer-Encoding", "chunked");
+  f.insert("Upgrade", "websocket");
+  f.insert("Set-Cookie", "a=1");
+  f.insert("Proxy-Authorization", "Basic x");
+  f.insert("Set-Cookie", "b=2");
+  DropHopByHop(f, false);
+  std::vector<std::string> left;
+  for (const auto& field : f) left.emplace_back(field.name_string());
+  EXPECT_EQ(left, (std::vector<std::string>{"Host", "Transfer-Encoding", "Set-Cookie", "Set-Cookie"}));
+
+  http::fields ws;
+  ws.insert("Connection", "Upgrade");
+  ws.insert("Upgrade", "websocket");
+  ws.insert("Keep-Alive", "timeout=5");
+  DropHopByHop(ws, true);
+  EXPECT_EQ(ws[http::field::connection], "Upgrade");
+  EXPECT_EQ(ws[http::field::upgrade], "websocket");
+  EXPECT_EQ(ws.count(http::field::keep_alive), 0u);
+}
+
+TEST(FoldedEqualsTest, IgnoresCaseAndTakesUnderscoreForDash) {
+  EXPECT_TRUE(FoldedEquals("X-Forwarded-For", "x-forwarded-for"));
+  EXPECT_TRUE(FoldedEquals("x_forwarded_FOR", "x-forwarded-for"));
+  EXPECT_FALSE(FoldedEquals("X-Forwarded-Fo", "x-forwarded-for"));
+  EXPECT_FALSE(FoldedEquals("X-Forwarded-Form", "x-forwarded-for"));
+  EXPECT_TRUE(FoldedEquals("X_Exed_User", "x-exed-", true));
+  EXPECT_FALSE(FoldedEquals("X-Exe", "x-exed-", true));
+}
+
 struct FakeClock {
   using time_point = Clock::time_point;
   static inline time_point t{};

@@ -29,14 +29,30 @@ Task<void> RelayBody(Shared& sh, In& in, beast::flat_buffer& in_buf, http::parse
     if (!p.is_done()) {
       p.get().body().data = chunk.get();
       p.get().body().size = kChunk;
-      beast::get_lowest_layer(in).expires_after(sh.config.body_timeout);
-      beast::error_code ec;
-      co_await http::async_read(in, in_buf, p, net::redirect_error(kAwait, ec));
-      if (ec == http::error::need_buffer) ec = {};
-      if (ec) throw beast::system_error(ec);
+      // Body bytes read already (with the header, or past the last piece)
+      // are parsed here and now; the socket is read only when there are none.
+      size_t used = 0;
+      if (in_buf.size() > 0) {
+        beast::error_code ec;
+        p.eager(true);
+        used = p.put(in_buf.data(), ec);
+        in_buf.consume(used);
+        if (ec == http::error::need_buffer || ec == http::error::need_more) ec = {};
+        if (ec) throw beast::system_error(ec);
+      }
+      if (used == 0 && !p.is_done()) {
+        beast::get_lowest_layer(in).expires_after(sh.config.body_timeout);
+        beast::error_code ec;
+        co_await http::async_read(in, in_buf, p, net::redirect_error(kAwait, ec));
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec) throw beast::system_error(ec);
+      }
       p.get().body().size = kChunk - p.get().body().size;
       p.get().body().data = chunk.get();
       p.get().body().more = !p.is_done();
+      // Only a chunk's size line parsed: nothing to send yet (an empty piece
+      // would go out as the last chunk).
+      if (p.get().body().size == 0 && !p.is_done()) continue;
     } else {
       p.get().body().data = nullptr;
       p.get().body().size = 0;
@@ -190,18 +206,14 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
 
   // The request as the VM sees it.
   DropHopByHop(req, websocket);
-  // Fields we set, however the client spells them: CGI (and frameworks that
-  // follow it) map '_' and '-' alike, so X_Exed_User would reach a VM as
-  // HTTP_X_EXED_USER just as X-Exed-User does.
-  std::vector<std::string> ours;
-  for (auto it = req.begin(); it != req.end(); ++it) {
-    std::string n = Lower(std::string(it->name_string()));
-    std::replace(n.begin(), n.end(), '_', '-');
-    if (n.rfind("x-exed-", 0) == 0 || n == "x-forwarded-for" || n == "x-forwarded-proto" || n == "x-forwarded-host") {
-      ours.emplace_back(it->name_string());
-    }
+  // Fields we set, however the client spells them (FoldedEquals: X_Exed_User
+  // would reach a CGI as HTTP_X_EXED_USER just as X-Exed-User does).
+  for (auto it = req.begin(); it != req.end();) {
+    std::string_view n = SV(it->name_string());
+    bool ours = FoldedEquals(n, "x-exed-", true) || FoldedEquals(n, "x-forwarded-for") ||
+                FoldedEquals(n, "x-forwarded-proto") || FoldedEquals(n, "x-forwarded-host");
+    it = ours ? req.erase(it) : std::next(it);
   }
-  for (const auto& n : ours) req.erase(n);
   if (who) req.set("X-Exed-User", who->account);
   req.set("X-Forwarded-For", remote);
   req.set("X-Forwarded-Proto", "https");
@@ -263,10 +275,22 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
   }
 
   http::request_serializer<http::buffer_body> sr{req};
+  // A request without a body goes in one write; one with a body, header
+  // first, then the body as it comes (RelayBody).
+  const bool bodyless = parser.is_done();
+  if (bodyless) {
+    req.body().data = nullptr;
+    req.body().size = 0;
+    req.body().more = false;
+  }
   {
     beast::error_code ec;
     up->expires_after(std::chrono::seconds(30));
-    co_await http::async_write_header(*up, sr, net::redirect_error(kAwait, ec));
+    if (bodyless) {
+      co_await http::async_write(*up, sr, net::redirect_error(kAwait, ec));
+    } else {
+      co_await http::async_write_header(*up, sr, net::redirect_error(kAwait, ec));
+    }
     if (ec) {
       co_return co_await fail(http::status::bad_gateway, "VM connection failed",
                               "<p>The connection to the VM broke: " + HtmlEscape(ec.message()) + "</p>");
@@ -275,7 +299,7 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
   bool too_large = false;
   std::optional<beast::error_code> malformed;
   try {
-    co_await RelayBody<true>(sh, client, cbuf, parser, *up, sr, bufs.request_chunk);
+    if (!bodyless) co_await RelayBody<true>(sh, client, cbuf, parser, *up, sr, bufs.request_chunk);
   } catch (const beast::system_error& e) {
     // The client's body broke the HTTP rules (a bad chunk size): a 400, as for
     // a bad header. The VM's connection goes with `up`, mid-request.
@@ -323,13 +347,13 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
   bool upstream_keep_alive = rp.keep_alive();
   bool upgraded = websocket && res.result() == http::status::switching_protocols;
   DropHopByHop(res, upgraded);
-  // A VM may not set (or clear) exed's cookies.
-  std::vector<std::string> cookies;
-  for (auto it = res.find(http::field::set_cookie); it != res.end() && it->name() == http::field::set_cookie; ++it) {
-    if (Lower(std::string(it->value())).rfind("__host-exed", 0) != 0) cookies.emplace_back(it->value());
+  // A VM may not set (or clear) exed's cookies. (Every field is looked at:
+  // Beast's find and equal_range walk fields in arrival order, so they would
+  // miss a Set-Cookie that does not follow the first one directly.)
+  for (auto it = res.begin(); it != res.end();) {
+    bool ours = it->name() == http::field::set_cookie && beast::iequals(it->value().substr(0, 11), "__host-exed");
+    it = ours ? res.erase(it) : std::next(it);
   }
-  res.erase(http::field::set_cookie);
-  for (const auto& c : cookies) res.insert(http::field::set_cookie, c);
 
   if (upgraded) {
     http::response_serializer<http::buffer_body> rsr{res};
