@@ -47,7 +47,8 @@ template <class T>
 using Task = net::awaitable<T, Executor>;
 constexpr net::use_awaitable_t<Executor> kAwait;
 using Socket = net::basic_stream_socket<tcp, Executor>;
-using TcpStream = beast::basic_stream<tcp, Executor>;
+// A TCP socket with deadlines, one timer per connection (tls_stream.h).
+using TcpStream = PlainStream;
 // OpenSSL on the socket itself (tls_stream.h), not Asio's BIO pair.
 using TlsStream = ServerTlsStream;
 using Timer = net::basic_waitable_timer<Clock, net::wait_traits<Clock>, Executor>;

@@ -184,6 +184,8 @@ std::unique_ptr<TcpStream> TakeIdle(Shared& sh, const Executor& ex, int port) {
 }
 
 void GiveBack(Shared& sh, const Executor& ex, int port, std::unique_ptr<TcpStream> s) {
+  // Its timer stops here, on its own thread: another may take the socket over.
+  s->Disarm();
   Shared::UpstreamPool& pool = sh.PoolOf(ex);
   std::lock_guard lock(pool.mu);
   auto& v = pool.idle[port];

@@ -25,40 +25,94 @@ void IgnoreSigpipe() {
 
 }  // namespace
 
-ServerTlsStream::ServerTlsStream(Socket socket, net::ssl::context& ctx)
-    : impl_(std::make_shared<Impl>(std::move(socket))) {
-  IgnoreSigpipe();
-  Impl& i = *impl_;
+DeadlineStream::DeadlineStream(Socket socket) : core_(std::make_shared<Core>(std::move(socket))) {}
+
+DeadlineStream::~DeadlineStream() {
+  // The timer's handler (holding core_) runs once more, with
+  // operation_aborted, and lets it go.
+  Disarm();
   error_code ec;
-  i.socket.non_blocking(true, ec);
+  core_->socket.close(ec);
+}
+
+void DeadlineStream::Disarm() {
+  if (!core_->timer_waiting) return;
+  core_->timer.cancel();
+  core_->timer_waiting = false;
+  ++core_->timer_gen;
+}
+
+bool DeadlineStream::BeginWait() {
+  Core& c = *core_;
+  if (c.timed_out) return false;
+  if (c.deadline != Clock::time_point::max()) {
+    if (c.deadline <= Clock::now()) {
+      c.timed_out = true;
+      return false;
+    }
+    // A timer that fires no later than the deadline is left alone: OnTimer
+    // waits on to a deadline that moved later (the common case: each
+    // request's expires_after moves it on), so most operations set none.
+    if (!c.timer_waiting || c.timer_at > c.deadline) WaitForDeadline(core_);
+  }
+  ++c.waits;
+  return true;
+}
+
+DeadlineStream::error_code DeadlineStream::EndWait(error_code ec) {
+  --core_->waits;
+  if (ec && core_->timed_out) return boost::beast::error::timeout;
+  return ec;
+}
+
+void DeadlineStream::WaitForDeadline(const std::shared_ptr<Core>& core) {
+  Core& c = *core;
+  c.timer_at = c.deadline;
+  c.timer_waiting = true;
+  c.timer.expires_at(c.deadline);  // a wait pending before is stale now (timer_gen)
+  uint64_t gen = ++c.timer_gen;
+  c.timer.async_wait([core, gen](const error_code& ec) {
+    if (ec || core->timer_gen != gen) return;
+    OnTimer(core);
+  });
+}
+
+void DeadlineStream::OnTimer(const std::shared_ptr<Core>& core) {
+  Core& c = *core;
+  c.timer_waiting = false;
+  if (c.waits == 0) return;  // nothing pending: the next operation checks the deadline itself
+  if (Clock::now() >= c.deadline) {
+    c.timed_out = true;
+    error_code ec;
+    c.socket.cancel(ec);
+    return;
+  }
+  if (c.deadline != Clock::time_point::max()) WaitForDeadline(core);
+}
+
+ServerTlsStream::ServerTlsStream(Socket socket, net::ssl::context& ctx) : DeadlineStream(std::move(socket)) {
+  IgnoreSigpipe();
+  Core& c = *core_;
+  error_code ec;
+  c.socket.non_blocking(true, ec);
   if (ec) throw boost::beast::system_error(ec);
-  i.ssl = SSL_new(ctx.native_handle());
-  if (i.ssl == nullptr ||
-      SSL_set_fd(i.ssl, static_cast<int>(i.socket.native_handle())) != 1) {
+  c.ssl = SSL_new(ctx.native_handle());
+  if (c.ssl == nullptr || SSL_set_fd(c.ssl, static_cast<int>(c.socket.native_handle())) != 1) {
     throw boost::beast::system_error(
         error_code(static_cast<int>(ERR_get_error()), net::error::get_ssl_category()));
   }
   // As Asio's engine and nginx: no 34 KiB of record buffers kept per idle
   // connection.
-  SSL_set_mode(i.ssl, SSL_MODE_RELEASE_BUFFERS);
+  SSL_set_mode(c.ssl, SSL_MODE_RELEASE_BUFFERS);
   // A whole record (or more) per recv, not its 5-byte header first.
-  SSL_set_read_ahead(i.ssl, 1);
-  SSL_set_accept_state(i.ssl);
-}
-
-ServerTlsStream::~ServerTlsStream() {
-  // The timer's handler (holding impl_) runs once more, with
-  // operation_aborted, and lets it go.
-  impl_->timer.cancel();
-  ++impl_->timer_gen;
-  error_code ec;
-  impl_->socket.close(ec);
+  SSL_set_read_ahead(c.ssl, 1);
+  SSL_set_accept_state(c.ssl);
 }
 
 ServerTlsStream::error_code ServerTlsStream::ErrorOf(int err, int r) {
   int sys = errno;
   if (err == SSL_ERROR_ZERO_RETURN) return net::error::eof;  // close_notify
-  impl_->broken = true;
+  core_->broken = true;
   unsigned long e = ERR_peek_error();
   // The peer closed without close_notify (OpenSSL 3 says so with an SSL
   // error, 1.1 with SSL_ERROR_SYSCALL and nothing queued).
@@ -70,41 +124,6 @@ ServerTlsStream::error_code ServerTlsStream::ErrorOf(int err, int r) {
   if (err == SSL_ERROR_SYSCALL && e == 0) return error_code(sys, net::error::get_system_category());
   ERR_clear_error();
   return error_code(static_cast<int>(e), net::error::get_ssl_category());
-}
-
-void ServerTlsStream::ArmTimer() {
-  Impl& i = *impl_;
-  if (i.deadline == Clock::time_point::max()) return;
-  // One that fires no later than the deadline is left alone: OnTimer waits
-  // on to a deadline that moved later (the common case: each request's
-  // expires_after moves it on), so most operations set no timer at all.
-  if (i.timer_waiting && i.timer_at <= i.deadline) return;
-  WaitForDeadline(impl_);
-}
-
-void ServerTlsStream::WaitForDeadline(const std::shared_ptr<Impl>& impl) {
-  Impl& i = *impl;
-  i.timer_at = i.deadline;
-  i.timer_waiting = true;
-  i.timer.expires_at(i.deadline);  // a wait pending before is stale now (timer_gen)
-  uint64_t gen = ++i.timer_gen;
-  i.timer.async_wait([impl, gen](const error_code& ec) {
-    if (ec || impl->timer_gen != gen) return;
-    OnTimer(impl);
-  });
-}
-
-void ServerTlsStream::OnTimer(const std::shared_ptr<Impl>& impl) {
-  Impl& i = *impl;
-  i.timer_waiting = false;
-  if (i.waits == 0) return;  // nothing pending: the next operation checks the deadline itself
-  if (Clock::now() >= i.deadline) {
-    i.timed_out = true;
-    error_code ec;
-    i.socket.cancel(ec);
-    return;
-  }
-  if (i.deadline != Clock::time_point::max()) WaitForDeadline(impl);
 }
 
 }  // namespace httpfront

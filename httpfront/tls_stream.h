@@ -1,5 +1,13 @@
-// A server-side TLS stream that lets OpenSSL read and write the socket
-// itself, as nginx does, instead of Asio's ssl::stream, which runs OpenSSL
+// The HTTPS front's two kinds of connection. Both keep deadlines as
+// beast::basic_stream does (expires_after sets a deadline for the operations
+// pending or started before it passes; one that is pending then, or started
+// after, ends with beast::error::timeout, and the stream is done for), but
+// with one timer per connection that is set again only when a deadline moves
+// earlier, where basic_stream arms and cancels a timer around every read and
+// write (two more scheduler operations each): DeadlineStream.
+//
+// ServerTlsStream, a client's connection, lets OpenSSL read and write the
+// socket itself, as nginx does, instead of Asio's ssl::stream, which runs OpenSSL
 // over a memory BIO pair and moves every byte through two more buffers (the
 // socket into Asio's buffer, that into the BIO; the BIO into Asio's output
 // buffer, that to the socket). Here SSL_read and SSL_write go to the socket;
@@ -8,11 +16,11 @@
 //
 // Used by the HTTPS front for its clients only: one connection lives on one
 // io_context run by one thread (front_internal.h), so nothing here locks.
-// Timeouts work as beast::basic_stream's: expires_after sets a deadline for
-// the operations pending or started before it passes; one that is pending
-// then, or started after, ends with beast::error::timeout, and the stream is
-// done for. Small writes of several buffers go out as one TLS record (a
-// response's header with its body's first bytes), as beast::ssl_stream does.
+// Small writes of several buffers go out as one TLS record (a response's
+// header with its body's first bytes), as beast::ssl_stream does.
+//
+// PlainStream, a connection to a VM's web server (and the plain-HTTP
+// listener's), is a TCP socket with those deadlines.
 #pragma once
 
 #include <openssl/err.h>
@@ -30,7 +38,9 @@
 
 namespace httpfront {
 
-class ServerTlsStream {
+// A socket and its deadline (see the top). What the timer's handler may
+// outlive the stream with is in Core.
+class DeadlineStream {
  public:
   using Executor = boost::asio::io_context::executor_type;
   using executor_type = Executor;
@@ -38,27 +48,70 @@ class ServerTlsStream {
   using Clock = std::chrono::steady_clock;
   using error_code = boost::beast::error_code;
 
+  DeadlineStream(const DeadlineStream&) = delete;
+  DeadlineStream& operator=(const DeadlineStream&) = delete;
+
+  executor_type get_executor() noexcept { return core_->socket.get_executor(); }
+  Socket& socket() { return core_->socket; }
+
+  void expires_after(Clock::duration d) { core_->deadline = Clock::now() + d; }
+  void expires_never() { core_->deadline = Clock::time_point::max(); }
+  // Ends the pending operations (operation_aborted).
+  void cancel() {
+    error_code ec;
+    core_->socket.cancel(ec);
+  }
+  // Stops the timer, with no operation pending (a pooled connection, which
+  // another io thread may take over: then only the socket moves).
+  void Disarm();
+
+ protected:
+  explicit DeadlineStream(Socket socket);
+  ~DeadlineStream();
+
+  struct Core {
+    Socket socket;
+    boost::asio::basic_waitable_timer<Clock, boost::asio::wait_traits<Clock>, Executor> timer;
+    Clock::time_point deadline = Clock::time_point::max();
+    Clock::time_point timer_at = Clock::time_point::max();  // while timer_waiting
+    bool timer_waiting = false;
+    bool timed_out = false;
+    int waits = 0;           // socket operations pending
+    uint64_t timer_gen = 0;  // which timer wait is the current one
+    // ServerTlsStream's:
+    SSL* ssl = nullptr;
+    bool broken = false;             // a fatal TLS or socket error: no close_notify
+    std::unique_ptr<char[]> gather;  // kCoalesce bytes, for Gather
+
+    explicit Core(Socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
+    ~Core() {
+      if (ssl) SSL_free(ssl);
+    }
+  };
+
+  // Before a socket operation: false when the deadline has passed (and the
+  // stream is done for); else the timer will fire at the deadline.
+  bool BeginWait();
+  // After it: its error, a timeout's being beast::error::timeout.
+  error_code EndWait(error_code ec);
+
+  std::shared_ptr<Core> core_;
+
+ private:
+  static void WaitForDeadline(const std::shared_ptr<Core>& core);
+  static void OnTimer(const std::shared_ptr<Core>& core);
+};
+
+class ServerTlsStream : public DeadlineStream {
+ public:
   // A record's worth: writes of several smaller buffers are gathered up to
   // this into one SSL_write.
   static constexpr size_t kCoalesce = 16 * 1024;
 
   // Takes the accepted socket; the TLS handshake is async_handshake's.
   ServerTlsStream(Socket socket, boost::asio::ssl::context& ctx);
-  ~ServerTlsStream();
-  ServerTlsStream(const ServerTlsStream&) = delete;
-  ServerTlsStream& operator=(const ServerTlsStream&) = delete;
 
-  executor_type get_executor() noexcept { return impl_->socket.get_executor(); }
-  SSL* native_handle() { return impl_->ssl; }
-  Socket& socket() { return impl_->socket; }
-
-  void expires_after(Clock::duration d) { impl_->deadline = Clock::now() + d; }
-  void expires_never() { impl_->deadline = Clock::time_point::max(); }
-  // Ends the pending operations (operation_aborted).
-  void cancel() {
-    error_code ec;
-    impl_->socket.cancel(ec);
-  }
+  SSL* native_handle() { return core_->ssl; }
 
   // The server side of the handshake (the type is there for Asio's
   // signature; only server is supported).
@@ -105,35 +158,15 @@ class ServerTlsStream {
   // a timeout or a fatal error.
   template <class Token>
   auto async_shutdown(Token&& token) {
-    return Start(std::forward<Token>(token), [impl = impl_.get()](SSL* ssl, size_t& n) {
+    return Start(std::forward<Token>(token), [core = core_.get()](SSL* ssl, size_t& n) {
       n = 0;
-      if (impl->broken || impl->timed_out) return 1;
+      if (core->broken || core->timed_out) return 1;
       int r = SSL_shutdown(ssl);
       return r >= 0 ? 1 : r;
     });
   }
 
  private:
-  // What the timer's handler may outlive the stream with.
-  struct Impl {
-    Socket socket;
-    boost::asio::basic_waitable_timer<Clock, boost::asio::wait_traits<Clock>, Executor> timer;
-    SSL* ssl = nullptr;
-    Clock::time_point deadline = Clock::time_point::max();
-    Clock::time_point timer_at = Clock::time_point::max();  // while timer_waiting
-    bool timer_waiting = false;
-    bool timed_out = false;
-    bool broken = false;  // a fatal TLS or socket error: no close_notify
-    int waits = 0;        // socket waits pending
-    uint64_t timer_gen = 0;  // which timer wait is the current one
-    std::unique_ptr<char[]> gather;  // kCoalesce bytes, for Gather
-
-    explicit Impl(Socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
-    ~Impl() {
-      if (ssl) SSL_free(ssl);
-    }
-  };
-
   // The buffer one SSL_write takes from `buffers`: the first one alone when
   // it is the only one or a record's worth; else as many bytes as fit
   // kCoalesce, copied together.
@@ -148,22 +181,18 @@ class ServerTlsStream {
     ++next;
     while (next != end && boost::asio::buffer_size(*next) == 0) ++next;
     if (next == end || first.size() >= kCoalesce) return first;
-    if (!impl_->gather) impl_->gather.reset(new char[kCoalesce]);
+    if (!core_->gather) core_->gather.reset(new char[kCoalesce]);
     size_t n = 0;
     for (; it != end && n < kCoalesce; ++it) {
-      n += boost::asio::buffer_copy(boost::asio::buffer(impl_->gather.get() + n, kCoalesce - n),
+      n += boost::asio::buffer_copy(boost::asio::buffer(core_->gather.get() + n, kCoalesce - n),
                                     boost::asio::const_buffer(*it));
     }
-    return {impl_->gather.get(), n};
+    return {core_->gather.get(), n};
   }
 
   // The error an SSL call's result `r` (after SSL_get_error gave `err`)
   // stands for.
   error_code ErrorOf(int err, int r);
-  // Before a socket wait: the timer will fire at the deadline.
-  void ArmTimer();
-  static void WaitForDeadline(const std::shared_ptr<Impl>& impl);
-  static void OnTimer(const std::shared_ptr<Impl>& impl);
 
   // One SSL call retried until it neither wants to read nor to write.
   template <class Fn>
@@ -174,31 +203,25 @@ class ServerTlsStream {
 
     template <class Self>
     void operator()(Self& self, error_code ec = {}, size_t n = 0) {
-      Impl& impl = *s.impl_;
+      Core& core = *s.core_;
       if (state == kPosted) return self.complete(ec, n);
       if (state == kWaiting) {
-        --impl.waits;
+        ec = s.EndWait(ec);
         if (ec) {
-          if (impl.timed_out) ec = boost::beast::error::timeout;
-          impl.broken = true;
+          core.broken = true;
           return self.complete(ec, 0);
         }
       }
-      if (impl.timed_out) return Done(self, boost::beast::error::timeout, 0);
+      if (core.timed_out) return Done(self, boost::beast::error::timeout, 0);
       ERR_clear_error();
       n = 0;
-      int r = fn(impl.ssl, n);
+      int r = fn(core.ssl, n);
       if (r > 0) return Done(self, {}, n);
-      int err = SSL_get_error(impl.ssl, r);
+      int err = SSL_get_error(core.ssl, r);
       if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-        if (impl.deadline <= Clock::now()) {
-          impl.timed_out = true;
-          return Done(self, boost::beast::error::timeout, 0);
-        }
-        s.ArmTimer();
-        ++impl.waits;
+        if (!s.BeginWait()) return Done(self, boost::beast::error::timeout, 0);
         state = kWaiting;
-        impl.socket.async_wait(err == SSL_ERROR_WANT_READ ? Socket::wait_read : Socket::wait_write, std::move(self));
+        core.socket.async_wait(err == SSL_ERROR_WANT_READ ? Socket::wait_read : Socket::wait_write, std::move(self));
         return;
       }
       return Done(self, s.ErrorOf(err, r), 0);
@@ -220,10 +243,83 @@ class ServerTlsStream {
   template <class Token, class Fn>
   auto Start(Token&& token, Fn fn) {
     return boost::asio::async_compose<Token, void(error_code, size_t)>(Op<Fn>{*this, std::move(fn)}, token,
-                                                                        impl_->socket);
+                                                                        core_->socket);
+  }
+};
+
+// A TCP connection with deadlines: the VM side of a proxied request.
+class PlainStream : public DeadlineStream {
+ public:
+  explicit PlainStream(Socket socket) : DeadlineStream(std::move(socket)) {}
+  explicit PlainStream(const Executor& ex) : DeadlineStream(Socket(ex)) {}
+
+  template <class Token>
+  auto async_connect(const boost::asio::ip::tcp::endpoint& to, Token&& token) {
+    return boost::asio::async_compose<Token, void(error_code)>(ConnectOp{*this, to}, token, core_->socket);
   }
 
-  std::shared_ptr<Impl> impl_;
+  template <class MutableBuffers, class Token>
+  auto async_read_some(const MutableBuffers& buffers, Token&& token) {
+    return boost::asio::async_compose<Token, void(error_code, size_t)>(IoOp<MutableBuffers, true>{*this, buffers},
+                                                                        token, core_->socket);
+  }
+
+  template <class ConstBuffers, class Token>
+  auto async_write_some(const ConstBuffers& buffers, Token&& token) {
+    return boost::asio::async_compose<Token, void(error_code, size_t)>(IoOp<ConstBuffers, false>{*this, buffers},
+                                                                        token, core_->socket);
+  }
+
+ private:
+  // The socket's own operation, between BeginWait and EndWait.
+  template <class Buffers, bool kRead>
+  struct IoOp {
+    PlainStream& s;
+    Buffers buffers;
+    enum { kStart, kIo, kPosted } state = kStart;
+
+    template <class Self>
+    void operator()(Self& self, error_code ec = {}, size_t n = 0) {
+      if (state == kStart) {
+        if (!s.BeginWait()) {
+          state = kPosted;
+          boost::asio::post(boost::beast::bind_front_handler(std::move(self), boost::beast::error::timeout, 0));
+          return;
+        }
+        state = kIo;
+        if constexpr (kRead) {
+          s.core_->socket.async_read_some(buffers, std::move(self));
+        } else {
+          s.core_->socket.async_write_some(buffers, std::move(self));
+        }
+        return;
+      }
+      if (state == kIo) ec = s.EndWait(ec);
+      self.complete(ec, n);
+    }
+  };
+
+  struct ConnectOp {
+    PlainStream& s;
+    boost::asio::ip::tcp::endpoint to;
+    enum { kStart, kIo, kPosted } state = kStart;
+
+    template <class Self>
+    void operator()(Self& self, error_code ec = {}) {
+      if (state == kStart) {
+        if (!s.BeginWait()) {
+          state = kPosted;
+          boost::asio::post(boost::beast::bind_front_handler(std::move(self), boost::beast::error::timeout));
+          return;
+        }
+        state = kIo;
+        s.core_->socket.async_connect(to, std::move(self));
+        return;
+      }
+      if (state == kIo) ec = s.EndWait(ec);
+      self.complete(ec);
+    }
+  };
 };
 
 }  // namespace httpfront

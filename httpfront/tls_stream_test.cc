@@ -2,7 +2,8 @@
 // past what a socket buffers (the waits for readable and writable), small
 // buffers gathered into one record, how a peer's close reads, and timeouts:
 // a deadline passing with an operation pending, one moved later while an
-// operation waits, one moved earlier.
+// operation waits, one moved earlier. PlainStream (the same deadlines) to a
+// plain TCP server: connect, both ways, a timeout.
 #include "httpfront/tls_stream.h"
 
 #include <gtest/gtest.h>
@@ -246,6 +247,78 @@ TEST_F(StreamTest, SilentClientTimesTheHandshakeOut) {
   tcp::socket raw(io);
   raw.connect(tcp::endpoint(asio::ip::address_v4::loopback(), port()));
   EXPECT_EQ(Result(seen), "handshake: " + error_code(boost::beast::error::timeout).message());
+}
+
+// PlainStream connects to a loopback server on this thread's io_context; the
+// server side is a plain socket driven by the same context.
+class PlainStreamTest : public ::testing::Test {
+ protected:
+  // Runs `client` against an accepted connection whose server side echoes
+  // `echo` bytes once and then stays silent; returns what the client said.
+  template <class Client>
+  std::string Run(Client client, size_t echo) {
+    Acceptor acceptor(io_, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    std::string result = "not run";
+    asio::co_spawn(io_, Serve(acceptor, echo), asio::detached);
+    asio::co_spawn(io_, client(acceptor.local_endpoint()), [&](std::exception_ptr e, std::string r) {
+      result = e ? "exception" : r;
+      io_.stop();
+    });
+    io_.run_for(std::chrono::seconds(20));
+    return result;
+  }
+
+ private:
+  static Task<void> Serve(Acceptor& acceptor, size_t echo) {
+    auto peer = std::make_shared<ServerTlsStream::Socket>(co_await acceptor.async_accept(kAwait));
+    std::string buf(echo, '\0');
+    co_await asio::async_read(*peer, asio::buffer(buf), kAwait);
+    co_await asio::async_write(*peer, asio::buffer(buf), kAwait);
+    // Silent from here on, open until the test ends.
+    asio::basic_waitable_timer<std::chrono::steady_clock, asio::wait_traits<std::chrono::steady_clock>, Executor> wait(
+        co_await asio::this_coro::executor, std::chrono::seconds(30));
+    co_await wait.async_wait(kAwait);
+  }
+
+  asio::io_context io_;
+};
+
+Task<void> WriteAll(PlainStream& s, const std::string& out) {
+  co_await asio::async_write(s, asio::buffer(out), kAwait);
+}
+
+TEST_F(PlainStreamTest, ConnectsAndCarriesBytesBothWays) {
+  auto client = [](tcp::endpoint to) -> Task<std::string> {
+    PlainStream s(co_await asio::this_coro::executor);
+    s.expires_after(std::chrono::seconds(5));
+    co_await s.async_connect(to, kAwait);
+    std::string out = Pattern(3 << 20, 4), in(3 << 20, '\0');
+    // Written and read at once: 3 MiB is more than the sockets hold.
+    asio::co_spawn(co_await asio::this_coro::executor, WriteAll(s, out), asio::detached);
+    co_await asio::async_read(s, asio::buffer(in), kAwait);
+    co_return in == out ? "ok" : "other bytes came back";
+  };
+  EXPECT_EQ(Run(client, 3 << 20), "ok");
+}
+
+TEST_F(PlainStreamTest, PendingReadEndsWithTimeoutAtTheDeadline) {
+  auto client = [](tcp::endpoint to) -> Task<std::string> {
+    PlainStream s(co_await asio::this_coro::executor);
+    s.expires_after(std::chrono::seconds(5));
+    co_await s.async_connect(to, kAwait);
+    co_await asio::async_write(s, asio::buffer(std::string_view("x")), kAwait);
+    char c[2];
+    error_code ec;
+    co_await asio::async_read(s, asio::buffer(c, 1), asio::redirect_error(kAwait, ec));
+    if (ec) co_return "echo: " + ec.message();
+    // The deadline moves earlier: the timer, set for 5 s, is set again.
+    s.expires_after(milliseconds(200));
+    auto start = std::chrono::steady_clock::now();
+    co_await asio::async_read(s, asio::buffer(c, 1), asio::redirect_error(kAwait, ec));
+    if (std::chrono::steady_clock::now() - start > std::chrono::seconds(4)) co_return "too late";
+    co_return ec == boost::beast::error::timeout ? "ok" : "second read: " + ec.message();
+  };
+  EXPECT_EQ(Run(client, 1), "ok");
 }
 
 }  // namespace
