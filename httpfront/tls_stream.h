@@ -14,13 +14,14 @@
 // when OpenSSL says it would block, the stream waits for the socket to be
 // readable or writable and tries again.
 //
-// Used by the HTTPS front for its clients only: one connection lives on one
-// io_context run by one thread (front_internal.h), so nothing here locks.
 // Small writes of several buffers go out as one TLS record (a response's
 // header with its body's first bytes), as beast::ssl_stream does.
 //
 // PlainStream, a connection to a VM's web server (and the plain-HTTP
 // listener's), is a TCP socket with those deadlines.
+//
+// In the front one connection lives on one io_context run by one thread
+// (front_internal.h), so nothing here locks.
 #pragma once
 
 #include <openssl/err.h>
@@ -253,29 +254,35 @@ class PlainStream : public DeadlineStream {
   explicit PlainStream(Socket socket) : DeadlineStream(std::move(socket)) {}
   explicit PlainStream(const Executor& ex) : DeadlineStream(Socket(ex)) {}
 
+  // Completes as the reads and writes do, with a byte count of 0.
   template <class Token>
   auto async_connect(const boost::asio::ip::tcp::endpoint& to, Token&& token) {
-    return boost::asio::async_compose<Token, void(error_code)>(ConnectOp{*this, to}, token, core_->socket);
+    return Start(std::forward<Token>(token), [to](Socket& socket, auto&& self) {
+      socket.async_connect(to, std::forward<decltype(self)>(self));
+    });
   }
 
   template <class MutableBuffers, class Token>
   auto async_read_some(const MutableBuffers& buffers, Token&& token) {
-    return boost::asio::async_compose<Token, void(error_code, size_t)>(IoOp<MutableBuffers, true>{*this, buffers},
-                                                                        token, core_->socket);
+    return Start(std::forward<Token>(token), [buffers](Socket& socket, auto&& self) {
+      socket.async_read_some(buffers, std::forward<decltype(self)>(self));
+    });
   }
 
   template <class ConstBuffers, class Token>
   auto async_write_some(const ConstBuffers& buffers, Token&& token) {
-    return boost::asio::async_compose<Token, void(error_code, size_t)>(IoOp<ConstBuffers, false>{*this, buffers},
-                                                                        token, core_->socket);
+    return Start(std::forward<Token>(token), [buffers](Socket& socket, auto&& self) {
+      socket.async_write_some(buffers, std::forward<decltype(self)>(self));
+    });
   }
 
  private:
-  // The socket's own operation, between BeginWait and EndWait.
-  template <class Buffers, bool kRead>
-  struct IoOp {
+  // The socket's own operation (`begin` starts it), between BeginWait and
+  // EndWait.
+  template <class Begin>
+  struct Op {
     PlainStream& s;
-    Buffers buffers;
+    Begin begin;
     enum { kStart, kIo, kPosted } state = kStart;
 
     template <class Self>
@@ -287,11 +294,7 @@ class PlainStream : public DeadlineStream {
           return;
         }
         state = kIo;
-        if constexpr (kRead) {
-          s.core_->socket.async_read_some(buffers, std::move(self));
-        } else {
-          s.core_->socket.async_write_some(buffers, std::move(self));
-        }
+        begin(s.core_->socket, std::move(self));
         return;
       }
       if (state == kIo) ec = s.EndWait(ec);
@@ -299,27 +302,11 @@ class PlainStream : public DeadlineStream {
     }
   };
 
-  struct ConnectOp {
-    PlainStream& s;
-    boost::asio::ip::tcp::endpoint to;
-    enum { kStart, kIo, kPosted } state = kStart;
-
-    template <class Self>
-    void operator()(Self& self, error_code ec = {}) {
-      if (state == kStart) {
-        if (!s.BeginWait()) {
-          state = kPosted;
-          boost::asio::post(boost::beast::bind_front_handler(std::move(self), boost::beast::error::timeout));
-          return;
-        }
-        state = kIo;
-        s.core_->socket.async_connect(to, std::move(self));
-        return;
-      }
-      if (state == kIo) ec = s.EndWait(ec);
-      self.complete(ec);
-    }
-  };
+  template <class Token, class Begin>
+  auto Start(Token&& token, Begin begin) {
+    return boost::asio::async_compose<Token, void(error_code, size_t)>(Op<Begin>{*this, std::move(begin)}, token,
+                                                                        core_->socket);
+  }
 };
 
 }  // namespace httpfront
