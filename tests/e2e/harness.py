@@ -80,11 +80,13 @@ class Postgres:
 class Exed:
     """`exed serve` on a free loopback port with its own state dir and database."""
 
-    def __init__(self, pg, db_name, settings=None):
+    def __init__(self, pg, db_name, settings=None, wrapper=(), start_timeout=30):
         self.db_url = pg.fresh_database(db_name)
         self.state = tempfile.mkdtemp(prefix="exed-e2e-state-")
         os.chmod(self.state, 0o755)  # the VM user must reach VM files here (else they move; see vmm/runtime_dir.h)
         self.settings = dict(settings or {})
+        self.wrapper = list(wrapper)  # argv before exed's, e.g. valgrind's (ops/bench/https --instructions)
+        self.start_timeout = start_timeout
         self.proc = None
         self.port = None
         self.start()
@@ -98,19 +100,21 @@ class Exed:
 
     def start(self):
         self.log = open(os.path.join(self.state, "exed.log"), "ab")
-        self.proc = subprocess.Popen([EXED, "serve"], env=self.env(), stdout=subprocess.PIPE, stderr=self.log)
+        self.proc = subprocess.Popen([*self.wrapper, EXED, "serve"], env=self.env(), stdout=subprocess.PIPE,
+                                     stderr=self.log)
         line_port = None
         self.https_port = None
-        # Unbuffered reads with a deadline: a hung start fails here in 30 s
-        # rather than blocking in readline.
+        # Unbuffered reads with a deadline: a hung start fails here (in 30 s
+        # unless start_timeout says otherwise) rather than blocking in readline.
         fd = self.proc.stdout.fileno()
         out = ""
-        deadline = time.time() + 30
+        deadline = time.time() + self.start_timeout
         while line_port is None or self.https_port is None:
             left = deadline - time.time()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 self.proc.kill()
-                raise AssertionError("exed did not say where it listens within 30 s; log: " + self.read_log()[-2000:])
+                raise AssertionError(f"exed did not say where it listens within {self.start_timeout} s; log: "
+                                     + self.read_log()[-2000:])
             chunk = os.read(fd, 4096)
             if not chunk:
                 raise AssertionError("exed exited before listening; log: " + self.read_log()[-2000:])
@@ -136,7 +140,7 @@ class Exed:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=max(10, self.start_timeout))  # longer under valgrind
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -162,10 +166,17 @@ class Exed:
             groups = []
         self.stop()
         # VMs outlive exed by design; a test that failed half-way may leave
-        # some. Their QEMU and passt name files under this state directory.
-        subprocess.run(["pkill", "-KILL", "-f", "--", self.state + "/"], capture_output=True)
+        # some. Their QEMU and passt name files under this state directory,
+        # or under the runtime directory exed moved them to when the VM user
+        # could not reach the state directory (STATE/runtime links there).
+        link = os.path.join(self.state, "runtime")
+        moved = os.path.realpath(link) if os.path.islink(link) else None
+        for d in filter(None, (self.state, moved)):
+            subprocess.run(["pkill", "-KILL", "-f", "--", d + "/"], capture_output=True)
         remove_cgroups(groups)
         shutil.rmtree(self.state, ignore_errors=True)
+        if moved:
+            shutil.rmtree(moved, ignore_errors=True)
 
 
 def psql(exed, sql):
