@@ -26,7 +26,7 @@ namespace {
 // VM. Returns the error status to answer with (and close), or nullopt.
 // `ec` is set (and nullopt returned) when the client left or timed out.
 Task<std::optional<http::status>> ReadRequestHeader(Shared& sh, TlsStream& stream, beast::flat_buffer& buf,
-                                                     http::request_parser<http::buffer_body>& parser, bool first,
+                                                     RequestParser& parser, bool first,
                                                      beast::error_code& ec) {
   auto& lowest = beast::get_lowest_layer(stream);
   // Wait for the request's first byte (keep-alive idles), then the whole
@@ -42,9 +42,9 @@ Task<std::optional<http::status>> ReadRequestHeader(Shared& sh, TlsStream& strea
   // obs-fold (a field line starting with space or tab) can be refused:
   // Beast's parser would quietly unfold it.
   while (true) {
-    auto data = beast::buffers_to_string(buf.data());
+    std::string_view data(static_cast<const char*>(buf.data().data()), buf.size());
     auto end = data.find("\r\n\r\n");
-    std::string_view head(data.data(), end == std::string::npos ? data.size() : end);
+    std::string_view head = data.substr(0, end);
     if (head.find("\r\n ") != std::string_view::npos || head.find("\r\n\t") != std::string_view::npos) {
       co_return http::status::bad_request;
     }
@@ -68,7 +68,10 @@ Task<std::optional<http::status>> ReadRequestHeader(Shared& sh, TlsStream& strea
     // optional and calls every body too large.
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
   }
-  co_await http::async_read_header(stream, buf, parser, net::redirect_error(kAwait, ec));
+  // The whole header is in `buf`: parsed here, without a read.
+  size_t used = parser.put(buf.data(), ec);
+  buf.consume(used);
+  if (!ec && !parser.is_header_done()) ec = http::error::partial_message;
   if (ec == http::error::header_limit) {
     ec = {};
     co_return http::status::request_header_fields_too_large;
@@ -99,14 +102,22 @@ Task<std::optional<http::status>> ReadRequestHeader(Shared& sh, TlsStream& strea
 
 // ---- exed's own pages ------------------------------------------------------
 
-Task<control::Result<control::WebIdentity>> SessionOf(Shared& sh, const std::string& token, const std::string& host) {
-  if (token.empty()) co_return control::NotFoundError("not logged in");
-  std::string key = token + "|" + host;
-  if (auto c = sh.sessions.Get(key)) co_return *c;
+// The control plane's answers, cached (TtlCache). The request path looks in
+// the cache itself and runs these coroutines only on a miss: a coroutine's
+// frame is an allocation per call, and a small request has few to spare.
+Task<control::Result<control::WebIdentity>> AskSession(Shared& sh, const std::string& key, const std::string& token,
+                                                       const std::string& host) {
   auto job1 = [&sh, token, host] { return sh.service().WebSessionFor(token, host); };
   auto r = co_await OffLoop(sh, job1);
   sh.sessions.Put(key, r);
   co_return r;
+}
+
+Task<control::Result<control::WebIdentity>> SessionOf(Shared& sh, const std::string& token, const std::string& host) {
+  if (token.empty()) co_return control::NotFoundError("not logged in");
+  std::string key = token + "|" + host;
+  if (auto c = sh.sessions.Get(key)) co_return *c;
+  co_return co_await AskSession(sh, key, token, host);
 }
 
 // `next` as given to the login pages: an https URL on the apex or a VM host
@@ -260,9 +271,7 @@ Task<std::optional<Reply>> VmHostPath(Shared& sh, const Request& req, const std:
   co_return std::nullopt;
 }
 
-Task<bool> MayView(Shared& sh, const control::WebTarget& vm, int64_t account_id) {
-  std::string key = fmt::format("{}|{}", vm.vm_id, account_id);
-  if (auto c = sh.views.Get(key)) co_return *c;
+Task<bool> AskMayView(Shared& sh, const std::string& key, const control::WebTarget& vm, int64_t account_id) {
   auto job10 = [&sh, vm, account_id] { return sh.service().MayView(vm, account_id); };
   auto r = co_await OffLoop(sh, job10);
   bool may = r && *r;
@@ -289,7 +298,8 @@ Task<void> ServeTls(Shared& sh, Socket socket) {
   const std::string& domain = sh.config.domain;
   try {
     for (bool first = true;; first = false) {
-      http::request_parser<http::buffer_body> parser;
+      std::optional<RequestParser> request;
+      RequestParser& parser = EmplaceParser(request, bufs.fields);
       auto refused = co_await ReadRequestHeader(sh, stream, buf, parser, first, ec);
       if (ec) break;
       if (refused) {
@@ -342,15 +352,27 @@ Task<void> ServeTls(Shared& sh, Socket socket) {
       } else if (host.size() > domain.size() + 1 && host.compare(host.size() - domain.size(), domain.size(), domain) == 0 &&
                  host[host.size() - domain.size() - 1] == '.') {
         std::string name = host.substr(0, host.size() - domain.size() - 1);
-        if (auto own = co_await VmHostPath(sh, req, host)) {
+        std::optional<Reply> own;
+        if (req.target().starts_with("/__exed/")) own = co_await VmHostPath(sh, req, host);
+        if (own) {
           reply = *own;
           handled = true;
         } else {
-          auto vm = co_await TargetOf(sh, name);
+          auto cached = sh.targets.Get(name);
+          if (!cached) cached = co_await AskTarget(sh, name);
+          const auto& vm = *cached;
           std::optional<control::WebIdentity> who;
-          if (vm) {
-            auto s = co_await SessionOf(sh, CookieValue(req[http::field::cookie], kVmCookie), host);
-            if (s) who = *s;
+          if (std::string token = CookieValue(req[http::field::cookie], kVmCookie); vm && !token.empty()) {
+            std::string key = token + "|" + host;
+            auto s = sh.sessions.Get(key);
+            if (!s) s = co_await AskSession(sh, key, token, host);
+            if (*s) who = **s;
+          }
+          bool may_view = vm && vm->is_public;
+          if (vm && !may_view && who) {
+            std::string key = fmt::format("{}|{}", vm->vm_id, who->account_id);
+            auto c = sh.views.Get(key);
+            may_view = c ? *c : co_await AskMayView(sh, key, *vm, who->account_id);
           }
           if (!vm) {
             reply = ErrorPage(http::status::not_found, "No such VM",
@@ -360,7 +382,7 @@ Task<void> ServeTls(Shared& sh, Socket socket) {
             std::string here = sh.HostUrl(host, std::string(req.target()));
             reply = Redirect(sh.ApexUrl("/__exed/authorize?next=" + UrlEncode(here)));
             handled = true;
-          } else if (!vm->is_public && !(co_await MayView(sh, *vm, who->account_id))) {
+          } else if (!may_view) {
             reply = ErrorPage(http::status::forbidden, "Private VM",
                               fmt::format("<p>VM <b>{}</b> is private and not shared with {}. Its owner can share it: "
                                           "<code>share add {} {}</code>.</p><p><a href=\"/__exed/logout\">Log out</a></p>",
@@ -468,12 +490,16 @@ control::Status Bind(tcp::acceptor& a, const std::string& addr, int port, int* b
 
 }  // namespace
 
-Task<control::Result<control::WebTarget>> TargetOf(Shared& sh, const std::string& name) {
-  if (auto c = sh.targets.Get(name)) co_return *c;
+Task<control::Result<control::WebTarget>> AskTarget(Shared& sh, const std::string& name) {
   auto job9 = [&sh, name] { return sh.service().WebTargetFor(name); };
   auto r = co_await OffLoop(sh, job9);
   sh.targets.Put(name, r);
   co_return r;
+}
+
+Task<control::Result<control::WebTarget>> TargetOf(Shared& sh, const std::string& name) {
+  if (auto c = sh.targets.Get(name)) co_return *c;
+  co_return co_await AskTarget(sh, name);
 }
 
 Front::Front(FrontConfig config, CertStore& certs) : sh_(std::make_unique<Shared>(std::move(config), certs)) {}

@@ -2,6 +2,7 @@
 // rules, exed's own replies (pages, redirects). Declared in front_internal.h.
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 
 #include "httpfront/front_internal.h"
 
@@ -15,9 +16,10 @@ std::string Lower(std::string s) {
 }
 
 std::string HostOnly(beast::string_view h) {
-  std::string s(h);
-  if (auto colon = s.rfind(':'); colon != std::string::npos && s.find(']') == std::string::npos) s.resize(colon);
-  return Lower(s);
+  if (auto colon = h.rfind(':'); colon != beast::string_view::npos && h.find(']') == beast::string_view::npos) {
+    h = h.substr(0, colon);
+  }
+  return Lower(std::string(h));
 }
 
 namespace {
@@ -132,6 +134,82 @@ Reply Redirect(const std::string& location, std::vector<std::pair<std::string, s
 
 Reply ErrorPage(http::status status, const std::string& title, const std::string& text_html, bool close) {
   return Reply{status, "text/html; charset=utf-8", Page(title, text_html), {}, close};
+}
+
+namespace {
+
+// One resize and a memcpy per piece: string appends cost about twice as much.
+template <class F>
+void AppendFields(std::string& out, const F& f) {
+  size_t total = 2;
+  for (const auto& field : f) total += field.name_string().size() + field.value().size() + 4;
+  size_t at = out.size();
+  out.resize(at + total);
+  char* p = out.data() + at;
+  auto put = [&p](beast::string_view v) {
+    std::memcpy(p, v.data(), v.size());
+    p += v.size();
+  };
+  for (const auto& field : f) {
+    put(field.name_string());
+    put(": ");
+    put(field.value());
+    put("\r\n");
+  }
+  put("\r\n");
+}
+
+void AppendVersion(std::string& out, unsigned version) {
+  out.append("HTTP/", 5);
+  out.push_back(static_cast<char>('0' + version / 10 % 10));
+  out.push_back('.');
+  out.push_back(static_cast<char>('0' + version % 10));
+}
+
+}  // namespace
+
+template <class F>
+void AppendHeader(std::string& out, const http::header<true, F>& h) {
+  out.append(h.method_string().data(), h.method_string().size());
+  out.push_back(' ');
+  out.append(h.target().data(), h.target().size());
+  out.push_back(' ');
+  AppendVersion(out, h.version());
+  out.append("\r\n", 2);
+  AppendFields(out, h);
+}
+
+template <class F>
+void AppendHeader(std::string& out, const http::header<false, F>& h) {
+  AppendVersion(out, h.version());
+  unsigned c = h.result_int() % 1000;
+  const char code[5] = {' ', static_cast<char>('0' + c / 100), static_cast<char>('0' + c / 10 % 10),
+                        static_cast<char>('0' + c % 10), ' '};
+  out.append(code, sizeof code);
+  out.append(h.reason().data(), h.reason().size());
+  out.append("\r\n", 2);
+  AppendFields(out, h);
+}
+
+template void AppendHeader(std::string&, const http::header<true, http::fields>&);
+template void AppendHeader(std::string&, const http::header<false, http::fields>&);
+template void AppendHeader(std::string&, const http::header<true, Fields>&);
+template void AppendHeader(std::string&, const http::header<false, Fields>&);
+
+size_t ChunkPrefix(Framing f, size_t n, char* before) {
+  if (f != Framing::kChunked || n == 0) return 0;
+  size_t digits = 0;
+  for (size_t v = n; v; v >>= 4) ++digits;
+  for (size_t i = digits; i-- > 0; n >>= 4) before[i] = "0123456789abcdef"[n & 15];
+  before[digits] = '\r';
+  before[digits + 1] = '\n';
+  return digits + 2;
+}
+
+std::string_view ChunkSuffix(Framing f, size_t n, bool last) {
+  if (f != Framing::kChunked) return {};
+  if (n == 0) return last ? "0\r\n\r\n" : "";
+  return last ? "\r\n0\r\n\r\n" : "\r\n";
 }
 
 }  // namespace httpfront

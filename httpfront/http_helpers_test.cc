@@ -84,6 +84,93 @@ TEST(DropHopByHopTest, DropsHopByHopAndConnectionNamedFieldsKeepsTheRest) {
   EXPECT_EQ(ws.count(http::field::keep_alive), 0u);
 }
 
+TEST(AppendHeaderTest, WritesTheRequestLineAndEveryFieldInOrder) {
+  http::request<http::empty_body> req{http::verb::post, "/a?b=c", 11};
+  req.insert("Host", "vm.example");
+  req.insert("X-Two", "1");
+  req.insert("x-two", "2");
+  req.insert("Transfer-Encoding", "chunked");
+  std::string out = "kept:";
+  AppendHeader(out, req);
+  EXPECT_EQ(out,
+            "kept:POST /a?b=c HTTP/1.1\r\nHost: vm.example\r\nX-Two: 1\r\nx-two: 2\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n");
+  http::request<http::empty_body> odd{http::verb::unknown, "*", 10};
+  odd.method_string("PURGE");
+  out.clear();
+  AppendHeader(out, odd);
+  EXPECT_EQ(out, "PURGE * HTTP/1.0\r\n\r\n");
+}
+
+TEST(AppendHeaderTest, WritesTheStatusLineWithTheServersReason) {
+  http::response_parser<http::empty_body> p;
+  beast::error_code ec;
+  std::string_view wire = "HTTP/1.1 299 Quite Fine\r\nContent-Length: 0\r\nSet-Cookie: a=1\r\n\r\n";
+  p.put(net::buffer(wire.data(), wire.size()), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  std::string out;
+  AppendHeader(out, p.get());
+  EXPECT_EQ(out, wire);
+  http::response<http::empty_body> res{http::status::not_found, 10};
+  out.clear();
+  AppendHeader(out, res);
+  EXPECT_EQ(out, "HTTP/1.0 404 Not Found\r\n\r\n");
+}
+
+TEST(ChunkFramingTest, FramesPiecesAndTheLastChunk) {
+  char before[24];
+  ASSERT_EQ(ChunkPrefix(Framing::kChunked, 65536, before), 7u);
+  EXPECT_EQ(std::string_view(before, 7), "10000\r\n");
+  ASSERT_EQ(ChunkPrefix(Framing::kChunked, 10, before), 3u);
+  EXPECT_EQ(std::string_view(before, 3), "a\r\n");
+  ASSERT_EQ(ChunkPrefix(Framing::kChunked, 0x1f2e3, before), 7u);
+  EXPECT_EQ(std::string_view(before, 7), "1f2e3\r\n");
+  EXPECT_EQ(ChunkSuffix(Framing::kChunked, 65536, false), "\r\n");
+  EXPECT_EQ(ChunkSuffix(Framing::kChunked, 10, true), "\r\n0\r\n\r\n");
+  EXPECT_EQ(ChunkPrefix(Framing::kChunked, 0, before), 0u);  // no piece: no "0\r\n" before the end
+  EXPECT_EQ(ChunkSuffix(Framing::kChunked, 0, false), "");
+  EXPECT_EQ(ChunkSuffix(Framing::kChunked, 0, true), "0\r\n\r\n");
+  for (Framing f : {Framing::kRaw, Framing::kNone}) {
+    EXPECT_EQ(ChunkPrefix(f, 100, before), 0u);
+    EXPECT_EQ(ChunkSuffix(f, 100, true), "");
+  }
+}
+
+TEST(FieldArenaTest, StartsAtTheFrontAgainOnceEverythingIsGivenBack) {
+  FieldArena arena;
+  void* a = arena.Allocate(10);
+  void* b = arena.Allocate(100);
+  EXPECT_EQ(static_cast<char*>(b) - static_cast<char*>(a), 16);  // 16-byte steps
+  void* big = arena.Allocate(FieldArena::kBlock);                 // does not fit: the heap's
+  EXPECT_EQ(arena.used(), 16u + 112u);
+  arena.Free(big);
+  arena.Free(a);
+  EXPECT_EQ(arena.used(), 128u);  // b still lives
+  arena.Free(b);
+  EXPECT_EQ(arena.used(), 0u);
+  EXPECT_EQ(arena.Allocate(1), a);
+}
+
+TEST(FieldArenaTest, ParsersKeepTheirFieldsInTheArenaAndGiveThemBack) {
+  FieldArena arena;
+  std::string wire = "GET /x HTTP/1.1\r\nHost: a.example\r\nX-One: 1\r\nX-Two: 2\r\n\r\n";
+  {
+    std::optional<RequestParser> p;
+    EmplaceParser(p, arena);
+    beast::error_code ec;
+    p->put(net::buffer(wire), ec);
+    ASSERT_FALSE(ec) << ec.message();
+    EXPECT_EQ(p->get()["X-Two"], "2");
+    p->get().set("X-Three", std::string(200, 'v'));
+    EXPECT_GT(arena.used(), 200u);
+    std::string out;
+    AppendHeader(out, p->get());
+    EXPECT_EQ(out, "GET /x HTTP/1.1\r\nHost: a.example\r\nX-One: 1\r\nX-Two: 2\r\nX-Three: " + std::string(200, 'v') +
+                       "\r\n\r\n");
+  }
+  EXPECT_EQ(arena.used(), 0u);
+}
+
 TEST(FoldedEqualsTest, IgnoresCaseAndTakesUnderscoreForDash) {
   EXPECT_TRUE(FoldedEquals("X-Forwarded-For", "x-forwarded-for"));
   EXPECT_TRUE(FoldedEquals("x_forwarded_FOR", "x-forwarded-for"));

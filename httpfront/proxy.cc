@@ -7,8 +7,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <limits>
+#include <span>
 #include <utility>
 
 #include <boost/asio/co_spawn.hpp>
@@ -18,14 +20,33 @@
 namespace httpfront {
 namespace {
 
-// Streams the rest of the message in `parser` (whose header may be written
-// already through `sr`, or goes with the first piece) from `in` to `out`,
-// 64 KiB at a time through `chunk`.
+// Writes `n` buffers of `b` (header, chunk framing, body bytes: one
+// gathered write, one TLS record when small).
+// Not a coroutine: the write's own awaitable, no frame of its own.
+template <class Out>
+auto WriteAll(Shared& sh, Out& out, const std::array<net::const_buffer, 4>& b, size_t n) {
+  beast::get_lowest_layer(out).expires_after(sh.config.body_timeout);
+  return net::async_write(out, std::span<const net::const_buffer>(b.data(), n), kAwait);
+}
+
+// Writes the header in `head` (AppendHeader) and streams the message's body
+// from `in` to `out` as `p` parses it, 64 KiB at a time through `chunk`,
+// framed as `framing` says. The header goes with the first piece of the body
+// when that is here already (one write, one TLS record), else alone first, so
+// the receiver sees it at once while the sender is still producing the body
+// (a stream, a long poll). `head` is empty once written.
 template <bool isRequest, class In, class Out>
-Task<void> RelayBody(Shared& sh, In& in, beast::flat_buffer& in_buf, http::parser<isRequest, http::buffer_body>& p,
-                     Out& out, http::serializer<isRequest, http::buffer_body>& sr, std::unique_ptr<char[]>& chunk) {
+Task<void> Relay(Shared& sh, In& in, beast::flat_buffer& in_buf, http::parser<isRequest, http::buffer_body, FieldAlloc>& p,
+                 Out& out, std::string& head, Framing framing, std::unique_ptr<char[]>& chunk) {
+  std::array<net::const_buffer, 4> b;
   if (!p.is_done() && !chunk) chunk.reset(new char[kChunk]);
-  do {
+  if (!p.is_done() && in_buf.size() == 0) {
+    b[0] = net::buffer(head);
+    co_await WriteAll(sh, out, b, 1);
+    head.clear();
+  }
+  while (true) {
+    size_t n = 0;
     if (!p.is_done()) {
       p.get().body().data = chunk.get();
       p.get().body().size = kChunk;
@@ -47,23 +68,21 @@ Task<void> RelayBody(Shared& sh, In& in, beast::flat_buffer& in_buf, http::parse
         if (ec == http::error::need_buffer) ec = {};
         if (ec) throw beast::system_error(ec);
       }
-      p.get().body().size = kChunk - p.get().body().size;
-      p.get().body().data = chunk.get();
-      p.get().body().more = !p.is_done();
-      // Only a chunk's size line parsed: nothing to send yet (an empty piece
-      // would go out as the last chunk).
-      if (p.get().body().size == 0 && !p.is_done()) continue;
-    } else {
-      p.get().body().data = nullptr;
-      p.get().body().size = 0;
-      p.get().body().more = false;
+      n = kChunk - p.get().body().size;
+      // Only a chunk's size line parsed: nothing to send yet.
+      if (n == 0 && !p.is_done()) continue;
     }
-    beast::get_lowest_layer(out).expires_after(sh.config.body_timeout);
-    beast::error_code ec;
-    co_await http::async_write(out, sr, net::redirect_error(kAwait, ec));
-    if (ec == http::error::need_buffer) ec = {};
-    if (ec) throw beast::system_error(ec);
-  } while (!p.is_done() && !sr.is_done());
+    const bool last = p.is_done();
+    char prefix[24];
+    size_t k = 0;
+    if (!head.empty()) b[k++] = net::buffer(head);
+    if (size_t pn = ChunkPrefix(framing, n, prefix)) b[k++] = net::buffer(prefix, pn);
+    if (n) b[k++] = net::buffer(chunk.get(), n);
+    if (auto suffix = ChunkSuffix(framing, n, last); !suffix.empty()) b[k++] = net::buffer(suffix);
+    if (k) co_await WriteAll(sh, out, b, k);
+    head.clear();
+    if (last) co_return;
+  }
 }
 
 // Copies bytes from `from` to `to` until either side closes (a WebSocket,
@@ -100,7 +119,7 @@ size_t ResponseHeaderEnd(std::string_view have) {
 // their header with `echo` are common, and browsers and nginx take them.
 // Requests, which could smuggle, stay strict. Bytes past the header stay in
 // `buf`.
-Task<void> ReadResponseHeader(TcpStream& up, beast::flat_buffer& buf, http::response_parser<http::buffer_body>& parser,
+Task<void> ReadResponseHeader(TcpStream& up, beast::flat_buffer& buf, ResponseParser& parser,
                               size_t limit, beast::error_code& ec) {
   size_t end = std::string_view::npos;
   while ((end = ResponseHeaderEnd({static_cast<const char*>(buf.data().data()), buf.size()})) ==
@@ -197,12 +216,12 @@ void GiveBack(Shared& sh, const Executor& ex, int port, std::unique_ptr<TcpStrea
 // Proxies one request (header read, body not yet) to the VM and its
 // response back. Returns whether the client connection may be kept.
 Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBuffers& bufs,
-                 http::request_parser<http::buffer_body>& parser,
+                 RequestParser& parser,
                  const control::WebTarget& vm, const std::optional<control::WebIdentity>& who,
                  const std::string& remote, const std::string& host_header) {
   auto& req = parser.get();
   const bool client_keep_alive = req.keep_alive();
-  const bool head = req.method() == http::verb::head;
+  const bool head_request = req.method() == http::verb::head;
   const bool websocket = IsWebSocketUpgrade(req);
   const unsigned version = req.version();
 
@@ -237,7 +256,7 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
   }
 
   auto fail = [&](http::status s, const std::string& title, const std::string& html) -> Task<bool> {
-    co_await WriteReply(client, ErrorPage(s, title, html, true), version, false, head);
+    co_await WriteReply(client, ErrorPage(s, title, html, true), version, false, head_request);
     co_return false;
   };
 
@@ -259,7 +278,7 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
       // say it is stopped rather than that nothing answers.
       sh.targets.Erase(vm.name);
       if (auto now = co_await TargetOf(sh, vm.name); now && now->status != "running") {
-        co_await WriteReply(client, NotRunningPage(sh, *now, true), version, false, head);
+        co_await WriteReply(client, NotRunningPage(sh, *now, true), version, false, head_request);
         co_return false;
       }
       co_return co_await fail(
@@ -276,32 +295,23 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
                               kAwait);
   }
 
-  http::request_serializer<http::buffer_body> sr{req};
-  // A request without a body goes in one write; one with a body, header
-  // first, then the body as it comes (RelayBody).
-  const bool bodyless = parser.is_done();
-  if (bodyless) {
-    req.body().data = nullptr;
-    req.body().size = 0;
-    req.body().more = false;
-  }
-  {
-    beast::error_code ec;
-    up->expires_after(std::chrono::seconds(30));
-    if (bodyless) {
-      co_await http::async_write(*up, sr, net::redirect_error(kAwait, ec));
-    } else {
-      co_await http::async_write_header(*up, sr, net::redirect_error(kAwait, ec));
-    }
-    if (ec) {
-      co_return co_await fail(http::status::bad_gateway, "VM connection failed",
-                              "<p>The connection to the VM broke: " + HtmlEscape(ec.message()) + "</p>");
-    }
-  }
+  std::string& head = bufs.head;
+  head.clear();
+  AppendHeader(head, req);
+  const Framing request_framing = parser.is_done() ? Framing::kNone
+                                  : req.chunked()  ? Framing::kChunked
+                                                   : Framing::kRaw;
   bool too_large = false;
-  std::optional<beast::error_code> malformed;
+  std::optional<beast::error_code> malformed, unsent;
   try {
-    if (!bodyless) co_await RelayBody<true>(sh, client, cbuf, parser, *up, sr, bufs.request_chunk);
+    if (request_framing == Framing::kNone) {  // the header alone, without Relay's frame
+      std::array<net::const_buffer, 4> b;
+      b[0] = net::buffer(head);
+      co_await WriteAll(sh, *up, b, 1);
+      head.clear();
+    } else {
+      co_await Relay<true>(sh, client, cbuf, parser, *up, head, request_framing, bufs.request_chunk);
+    }
   } catch (const beast::system_error& e) {
     // The client's body broke the HTTP rules (a bad chunk size): a 400, as for
     // a bad header. The VM's connection goes with `up`, mid-request.
@@ -311,8 +321,15 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
                e.code() != http::error::partial_message) {
       malformed = e.code();
     } else {
-      throw;
+      // The VM's connection broke (or the client's: then this answer goes
+      // nowhere). Nothing of a response has gone out yet: a 502 says so.
+      unsent = e.code();
     }
+  }
+  if (unsent) {
+    co_return co_await fail(http::status::bad_gateway, "VM connection failed",
+                            "<p>The request could not be passed on to the VM: " + HtmlEscape(unsent->message()) +
+                                "</p>");
   }
   if (too_large) {
     co_return co_await fail(http::status::payload_too_large, "Too large", "<p>The request body is too large.</p>");
@@ -327,10 +344,11 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
   beast::flat_buffer& ubuf = bufs.response;
   ubuf.consume(ubuf.size());
   ubuf.reserve(kChunk);
-  http::response_parser<http::buffer_body> rp;
+  std::optional<ResponseParser> response;
+  ResponseParser& rp = EmplaceParser(response, bufs.fields);
   rp.body_limit(std::numeric_limits<std::uint64_t>::max());
   rp.header_limit(64 * 1024);
-  if (head) rp.skip(true);
+  if (head_request) rp.skip(true);
   up->expires_after(sh.config.upstream_timeout);
   beast::error_code ec;
   co_await ReadResponseHeader(*up, ubuf, rp, 64 * 1024, ec);
@@ -357,10 +375,11 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
     it = ours ? res.erase(it) : std::next(it);
   }
 
+  head.clear();
+  AppendHeader(head, res);
   if (upgraded) {
-    http::response_serializer<http::buffer_body> rsr{res};
     beast::get_lowest_layer(client).expires_after(std::chrono::seconds(30));
-    co_await http::async_write_header(client, rsr, kAwait);
+    co_await net::async_write(client, net::buffer(head), kAwait);
     // Bytes read past either header belong to the tunnel.
     if (ubuf.size()) {
       co_await net::async_write(client, ubuf.data(), kAwait);
@@ -386,19 +405,17 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
     co_return false;
   }
 
-  bool keep = client_keep_alive && (rp.is_done() || res.has_content_length() || res.chunked() || head ||
+  bool keep = client_keep_alive && (rp.is_done() || res.has_content_length() || res.chunked() || head_request ||
                                     res.result_int() == 204 || res.result_int() == 304);
   res.keep_alive(keep);
   res.version(version);
-  http::response_serializer<http::buffer_body> rsr{res};
-  // The header goes out with the first piece of the body (one TLS record,
-  // one write) when that piece is here already; alone when the VM is still
-  // producing the body (a stream, a long poll), so the client sees it at once.
-  if (ubuf.size() == 0 && !rp.is_done()) {
-    beast::get_lowest_layer(client).expires_after(std::chrono::seconds(30));
-    co_await http::async_write_header(client, rsr, kAwait);
-  }
-  co_await RelayBody<false>(sh, *up, ubuf, rp, client, rsr, bufs.response_chunk);
+  const int code = res.result_int();
+  const Framing response_framing = head_request || code / 100 == 1 || code == 204 || code == 304 ? Framing::kNone
+                                   : res.chunked()                                             ? Framing::kChunked
+                                                                                               : Framing::kRaw;
+  head.clear();
+  AppendHeader(head, res);
+  co_await Relay<false>(sh, *up, ubuf, rp, client, head, response_framing, bufs.response_chunk);
   if (upstream_keep_alive && rp.is_done() && ubuf.size() == 0) {
     up->expires_never();
     GiveBack(sh, ex, vm.web_port, std::move(up));
