@@ -90,13 +90,15 @@ Task<std::optional<http::status>> ReadRequestHeader(Shared& sh, TlsStream& strea
     }
     co_return std::nullopt;
   }
-  const auto& req = parser.get();
   // Two Content-Length fields, or one next to Transfer-Encoding: ambiguous.
-  if (req.count(http::field::content_length) > 1 ||
-      (req.count(http::field::content_length) && req.count(http::field::transfer_encoding)) ||
-      req.count(http::field::host) != 1) {
-    co_return http::status::bad_request;
+  // No Host, or two: refused too. (One pass: count() looks each one up.)
+  int lengths = 0, encodings = 0, hosts = 0;
+  for (const auto& f : parser.get()) {
+    lengths += f.name() == http::field::content_length;
+    encodings += f.name() == http::field::transfer_encoding;
+    hosts += f.name() == http::field::host;
   }
+  if (lengths > 1 || (lengths && encodings) || hosts != 1) co_return http::status::bad_request;
   co_return std::nullopt;
 }
 

@@ -11,7 +11,7 @@ namespace httpfront {
 std::string_view SV(beast::string_view s) { return {s.data(), s.size()}; }
 
 std::string Lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (char& c : s) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c;  // ASCII, no locale
   return s;
 }
 

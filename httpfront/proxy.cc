@@ -228,17 +228,24 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
   // The request as the VM sees it.
   DropHopByHop(req, websocket);
   // Fields we set, however the client spells them (FoldedEquals: X_Exed_User
-  // would reach a CGI as HTTP_X_EXED_USER just as X-Exed-User does).
+  // would reach a CGI as HTTP_X_EXED_USER just as X-Exed-User does), and
+  // Expect, which the front answers itself (below): gone in one pass, so
+  // ours are inserted without another look.
+  bool expect_continue = false;
   for (auto it = req.begin(); it != req.end();) {
     std::string_view n = SV(it->name_string());
-    bool ours = FoldedEquals(n, "x-exed-", true) || FoldedEquals(n, "x-forwarded-for") ||
+    bool drop = FoldedEquals(n, "x-exed-", true) || FoldedEquals(n, "x-forwarded-for") ||
                 FoldedEquals(n, "x-forwarded-proto") || FoldedEquals(n, "x-forwarded-host");
-    it = ours ? req.erase(it) : std::next(it);
+    if (it->name() == http::field::expect) {
+      expect_continue = expect_continue || beast::iequals(it->value(), "100-continue");
+      drop = true;
+    }
+    it = drop ? req.erase(it) : std::next(it);
   }
-  if (who) req.set("X-Exed-User", who->account);
-  req.set("X-Forwarded-For", remote);
-  req.set("X-Forwarded-Proto", "https");
-  req.set("X-Forwarded-Host", host_header);
+  if (who) req.insert("X-Exed-User", who->account);
+  req.insert("X-Forwarded-For", remote);
+  req.insert("X-Forwarded-Proto", "https");
+  req.insert("X-Forwarded-Host", host_header);
   if (req.count(http::field::cookie)) {
     std::string kept = WithoutOurCookies(req[http::field::cookie]);
     if (kept.empty()) {
@@ -247,12 +254,11 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
       req.set(http::field::cookie, kept);
     }
   }
-  bool expect_continue = beast::iequals(req[http::field::expect], "100-continue");
-  req.erase(http::field::expect);
+  // DropHopByHop left no Connection field but a WebSocket's.
   if (websocket) {
     req.set(http::field::connection, "Upgrade");
-  } else {
-    req.keep_alive(true);
+  } else if (version < 11) {
+    req.insert(http::field::connection, "keep-alive");  // what keep_alive(true) adds for HTTP/1.0
   }
 
   auto fail = [&](http::status s, const std::string& title, const std::string& html) -> Task<bool> {
