@@ -34,9 +34,12 @@ auto WriteAll(Shared& sh, Out& out, const std::array<net::const_buffer, 4>& b, s
 // framed as `framing` says. The header goes with the first piece of the body
 // when that is here already (one write, one TLS record), else alone first, so
 // the receiver sees it at once while the sender is still producing the body
-// (a stream, a long poll). `head` is empty once written.
+// (a stream, a long poll). `head` is empty once written. A Content-Length
+// body needs no parsing: its bytes go from `in_buf`, then straight from the
+// socket into `chunk`, one copy fewer than through the parser (which is left
+// at the end of the header). Returns whether the whole body went through.
 template <bool isRequest, class In, class Out>
-Task<void> Relay(Shared& sh, In& in, beast::flat_buffer& in_buf, http::parser<isRequest, http::buffer_body, FieldAlloc>& p,
+Task<bool> Relay(Shared& sh, In& in, beast::flat_buffer& in_buf, http::parser<isRequest, http::buffer_body, FieldAlloc>& p,
                  Out& out, std::string& head, Framing framing, std::unique_ptr<char[]>& chunk) {
   std::array<net::const_buffer, 4> b;
   if (!p.is_done() && !chunk) chunk.reset(new char[kChunk]);
@@ -44,6 +47,27 @@ Task<void> Relay(Shared& sh, In& in, beast::flat_buffer& in_buf, http::parser<is
     b[0] = net::buffer(head);
     co_await WriteAll(sh, out, b, 1);
     head.clear();
+  }
+  if (framing == Framing::kRaw && !p.is_done() && p.content_length()) {
+    uint64_t left = *p.content_length();
+    if (size_t have = static_cast<size_t>(std::min<uint64_t>(left, in_buf.size()))) {
+      size_t k = 0;
+      if (!head.empty()) b[k++] = net::buffer(head);
+      b[k++] = net::buffer(in_buf.data().data(), have);
+      co_await WriteAll(sh, out, b, k);
+      head.clear();
+      in_buf.consume(have);  // what follows the body (a pipelined request) stays
+      left -= have;
+    }
+    while (left > 0) {
+      beast::get_lowest_layer(in).expires_after(sh.config.body_timeout);
+      size_t n = co_await in.async_read_some(
+          net::buffer(chunk.get(), static_cast<size_t>(std::min<uint64_t>(left, kChunk))), kAwait);
+      left -= n;
+      b[0] = net::buffer(chunk.get(), n);
+      co_await WriteAll(sh, out, b, 1);
+    }
+    co_return true;
   }
   while (true) {
     size_t n = 0;
@@ -81,7 +105,7 @@ Task<void> Relay(Shared& sh, In& in, beast::flat_buffer& in_buf, http::parser<is
     if (auto suffix = ChunkSuffix(framing, n, last); !suffix.empty()) b[k++] = net::buffer(suffix);
     if (k) co_await WriteAll(sh, out, b, k);
     head.clear();
-    if (last) co_return;
+    if (last) co_return true;
   }
 }
 
@@ -421,8 +445,8 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
                                                                                                : Framing::kRaw;
   head.clear();
   AppendHeader(head, res);
-  co_await Relay<false>(sh, *up, ubuf, rp, client, head, response_framing, bufs.response_chunk);
-  if (upstream_keep_alive && rp.is_done() && ubuf.size() == 0) {
+  bool whole = co_await Relay<false>(sh, *up, ubuf, rp, client, head, response_framing, bufs.response_chunk);
+  if (upstream_keep_alive && whole && ubuf.size() == 0) {
     up->expires_never();
     GiveBack(sh, ex, vm.web_port, std::move(up));
   }
