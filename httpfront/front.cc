@@ -81,14 +81,12 @@ Task<std::optional<http::status>> ReadRequestHeader(Shared& sh, TlsStream& strea
     co_return http::status::payload_too_large;
   }
   if (ec) {
-    // Malformed: bad chunk sizes, both Content-Length and Transfer-Encoding,
-    // a bad Content-Length. Refused, never forwarded.
-    if (ec != net::error::eof && ec != beast::error::timeout && ec != net::ssl::error::stream_truncated) {
-      spdlog::info("event=http-bad-request error=\"{}\"", ec.message());
-      ec = {};
-      co_return http::status::bad_request;
-    }
-    co_return std::nullopt;
+    // Malformed: both Content-Length and Transfer-Encoding, a bad
+    // Content-Length, a bad field. Refused, never forwarded. (Parsed from
+    // the buffer: no read, so no eof or timeout here.)
+    spdlog::info("event=http-bad-request error=\"{}\"", ec.message());
+    ec = {};
+    co_return http::status::bad_request;
   }
   // Two Content-Length fields, or one next to Transfer-Encoding: ambiguous.
   // No Host, or two: refused too. (One pass: count() looks each one up.)
@@ -104,6 +102,9 @@ Task<std::optional<http::status>> ReadRequestHeader(Shared& sh, TlsStream& strea
 
 // ---- exed's own pages ------------------------------------------------------
 
+// Shared::sessions is keyed by a session cookie and the host it was sent to.
+std::string SessionKey(const std::string& token, const std::string& host) { return token + "|" + host; }
+
 // The control plane's answers, cached (TtlCache). The request path looks in
 // the cache itself and runs these coroutines only on a miss: a coroutine's
 // frame is an allocation per call, and a small request has few to spare.
@@ -117,7 +118,7 @@ Task<control::Result<control::WebIdentity>> AskSession(Shared& sh, const std::st
 
 Task<control::Result<control::WebIdentity>> SessionOf(Shared& sh, const std::string& token, const std::string& host) {
   if (token.empty()) co_return control::NotFoundError("not logged in");
-  std::string key = token + "|" + host;
+  std::string key = SessionKey(token, host);
   if (auto c = sh.sessions.Get(key)) co_return *c;
   co_return co_await AskSession(sh, key, token, host);
 }
@@ -215,7 +216,7 @@ Task<Reply> Apex(Shared& sh, const Request& req, const std::string& remote) {
       auto who = *session;
       auto job5 = [&sh, who] { return sh.service().WebLogout(who); };
       (void)co_await OffLoop(sh, job5);
-      sh.sessions.Erase(CookieValue(cookies, kApexCookie) + "|" + sh.config.domain);
+      sh.sessions.Erase(SessionKey(CookieValue(cookies, kApexCookie), sh.config.domain));
     }
     Reply r = ErrorPage(http::status::ok, "Logged out",
                         "<p>You are logged out, here and on every VM page.</p><p><a href=\"/__exed/login\">Log in "
@@ -266,7 +267,7 @@ Task<std::optional<Reply>> VmHostPath(Shared& sh, const Request& req, const std:
       auto who = *session;
       auto job8 = [&sh, who] { return sh.service().WebLogout(who); };
       (void)co_await OffLoop(sh, job8);
-      sh.sessions.Erase(token + "|" + host);
+      sh.sessions.Erase(SessionKey(token, host));
     }
     co_return Redirect(sh.ApexUrl("/__exed/logout"), {{"Set-Cookie", SetCookie(kVmCookie, "", 0)}});
   }
@@ -300,8 +301,7 @@ Task<void> ServeTls(Shared& sh, Socket socket) {
   const std::string& domain = sh.config.domain;
   try {
     for (bool first = true;; first = false) {
-      std::optional<RequestParser> request;
-      RequestParser& parser = EmplaceParser(request, bufs.fields);
+      auto parser = ParserIn<RequestParser>(bufs.fields);
       auto refused = co_await ReadRequestHeader(sh, stream, buf, parser, first, ec);
       if (ec) break;
       if (refused) {
@@ -365,7 +365,7 @@ Task<void> ServeTls(Shared& sh, Socket socket) {
           const auto& vm = *cached;
           std::optional<control::WebIdentity> who;
           if (std::string token = CookieValue(req[http::field::cookie], kVmCookie); vm && !token.empty()) {
-            std::string key = token + "|" + host;
+            std::string key = SessionKey(token, host);
             auto s = sh.sessions.Get(key);
             if (!s) s = co_await AskSession(sh, key, token, host);
             if (*s) who = **s;

@@ -102,10 +102,10 @@ using Fields = http::basic_fields<FieldAlloc>;
 using Request = http::request<http::buffer_body, Fields>;
 using RequestParser = http::request_parser<http::buffer_body, FieldAlloc>;
 using ResponseParser = http::response_parser<http::buffer_body, FieldAlloc>;
-// A parser whose fields live in `arena`.
+// A parser whose fields live in `arena` (returned in place: C++17 elision).
 template <class Parser>
-Parser& EmplaceParser(std::optional<Parser>& p, FieldArena& arena) {
-  return p.emplace(std::piecewise_construct, std::make_tuple(), std::make_tuple(FieldAlloc(&arena)));
+Parser ParserIn(FieldArena& arena) {
+  return Parser(std::piecewise_construct, std::make_tuple(), std::make_tuple(FieldAlloc(&arena)));
 }
 using Response = http::response<http::buffer_body>;
 

@@ -155,16 +155,15 @@ TEST(FieldArenaTest, ParsersKeepTheirFieldsInTheArenaAndGiveThemBack) {
   FieldArena arena;
   std::string wire = "GET /x HTTP/1.1\r\nHost: a.example\r\nX-One: 1\r\nX-Two: 2\r\n\r\n";
   {
-    std::optional<RequestParser> p;
-    EmplaceParser(p, arena);
+    auto parser = ParserIn<RequestParser>(arena);
     beast::error_code ec;
-    p->put(net::buffer(wire), ec);
+    parser.put(net::buffer(wire), ec);
     ASSERT_FALSE(ec) << ec.message();
-    EXPECT_EQ(p->get()["X-Two"], "2");
-    p->get().set("X-Three", std::string(200, 'v'));
+    EXPECT_EQ(parser.get()["X-Two"], "2");
+    parser.get().set("X-Three", std::string(200, 'v'));
     EXPECT_GT(arena.used(), 200u);
     std::string out;
-    AppendHeader(out, p->get());
+    AppendHeader(out, parser.get());
     EXPECT_EQ(out, "GET /x HTTP/1.1\r\nHost: a.example\r\nX-One: 1\r\nX-Two: 2\r\nX-Three: " + std::string(200, 'v') +
                        "\r\n\r\n");
   }

@@ -374,8 +374,7 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
   beast::flat_buffer& ubuf = bufs.response;
   ubuf.consume(ubuf.size());
   ubuf.reserve(kChunk);
-  std::optional<ResponseParser> response;
-  ResponseParser& rp = EmplaceParser(response, bufs.fields);
+  auto rp = ParserIn<ResponseParser>(bufs.fields);
   rp.body_limit(std::numeric_limits<std::uint64_t>::max());
   rp.header_limit(64 * 1024);
   if (head_request) rp.skip(true);
