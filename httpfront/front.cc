@@ -299,6 +299,7 @@ Task<void> ServeTls(Shared& sh, Socket socket) {
   beast::flat_buffer buf;
   ConnBuffers bufs;
   const std::string& domain = sh.config.domain;
+  bool linger = false;  // the connection ends with our reply, not the client's leaving
   try {
     for (bool first = true;; first = false) {
       auto parser = ParserIn<RequestParser>(bufs.fields);
@@ -310,6 +311,7 @@ Task<void> ServeTls(Shared& sh, Socket socket) {
                                                                                     : "Bad request";
         co_await WriteReply(stream, ErrorPage(*refused, title, "<p>exed refused this request.</p>", true), 11, false,
                             false);
+        linger = true;
         break;
       }
       auto& req = parser.get();
@@ -322,6 +324,7 @@ Task<void> ServeTls(Shared& sh, Socket socket) {
                             ErrorPage(http::status::misdirected_request, "Misdirected",
                                       "<p>This connection is for another host name.</p>", true),
                             version, false, head);
+        linger = true;
         break;
       }
       Reply reply;
@@ -396,7 +399,10 @@ Task<void> ServeTls(Shared& sh, Socket socket) {
             handled = true;
           } else {
             bool keep = co_await Proxy(sh, stream, buf, bufs, parser, *vm, who, remote, host_header);
-            if (!keep) break;
+            if (!keep) {
+              linger = true;
+              break;
+            }
             continue;
           }
         }
@@ -410,14 +416,26 @@ Task<void> ServeTls(Shared& sh, Socket socket) {
         bool drained = parser.is_done() || (!req.has_content_length() && !req.chunked());
         bool keep = req.keep_alive() && drained && !reply.close;
         co_await WriteReply(stream, reply, version, keep, head);
-        if (!keep) break;
+        if (!keep) {
+          linger = true;
+          break;
+        }
       }
     }
   } catch (const std::exception& e) {
     spdlog::debug("event=http-connection-error source={} error=\"{}\"", remote, e.what());
   }
-  beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+  auto& lowest = beast::get_lowest_layer(stream);
+  lowest.expires_after(std::chrono::seconds(2));
   co_await stream.async_shutdown(net::redirect_error(kAwait, ec));
+  if (linger && !ec) {
+    // The client may still be sending (a refused header or body, one the VM
+    // answered before reading): read it and drop it until the client closes,
+    // or it would be answered with a reset that can destroy our reply.
+    lowest.socket().shutdown(tcp::socket::shutdown_send, ec);
+    lowest.expires_after(kLingerTime);
+    co_await lowest.async_discard(net::redirect_error(kAwait, ec));
+  }
 }
 
 // ACME http-01: GET /.well-known/acme-challenge/TOKEN gets the key

@@ -111,6 +111,9 @@ using Response = http::response<http::buffer_body>;
 
 inline constexpr size_t kChunk = 64 * 1024;
 inline constexpr auto kCacheFor = std::chrono::seconds(2);
+// How long a connection we close reads (and drops) what its client still
+// sends: ServerTlsStream::async_discard.
+inline constexpr auto kLingerTime = std::chrono::seconds(5);
 inline constexpr const char* kApexCookie = "__Host-exed";      // apex session
 inline constexpr const char* kVmCookie = "__Host-exed-vm";     // one VM host's session
 inline constexpr const char* kLoginCookie = "__Host-exed-login";  // a login in progress: CODE.SECRET

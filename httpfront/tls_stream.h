@@ -66,6 +66,19 @@ class DeadlineStream {
   // another io thread may take over: then only the socket moves).
   void Disarm();
 
+  // Reads what the peer still sends and drops it, unread, until the peer
+  // closes (completes with eof) or the deadline passes (timeout). For a
+  // connection closed after a reply while the client may still be sending
+  // (a refused header or body): closing with unread bytes makes the kernel
+  // send a reset, which can destroy the reply before the client reads it.
+  // Shut the sending side first, so the client sees the end (nginx's
+  // lingering close).
+  template <class Token>
+  auto async_discard(Token&& token) {
+    return boost::asio::async_compose<Token, void(error_code)>(DiscardOp{*this}, token,
+                                                               core_->socket);
+  }
+
  protected:
   explicit DeadlineStream(Socket socket);
   ~DeadlineStream();
@@ -99,6 +112,31 @@ class DeadlineStream {
   std::shared_ptr<Core> core_;
 
  private:
+  struct DiscardOp {
+    DeadlineStream& s;
+    std::unique_ptr<char[]> scratch;
+    enum { kStart, kReading, kPosted } state = kStart;
+    static constexpr size_t kScratch = 16 * 1024;
+
+    template <class Self>
+    void operator()(Self& self, error_code ec = {}, size_t = 0) {
+      if (state == kPosted) return self.complete(boost::beast::error::timeout);
+      if (state == kReading) {
+        ec = s.EndWait(ec);
+        if (ec) return self.complete(ec);
+      } else {
+        scratch.reset(new char[kScratch]);
+      }
+      if (!s.BeginWait()) {
+        // Not completed from inside the initiating call (Asio's rule).
+        state = kPosted;
+        return boost::asio::post(std::move(self));
+      }
+      state = kReading;
+      s.core_->socket.async_read_some(boost::asio::buffer(scratch.get(), kScratch), std::move(self));
+    }
+  };
+
   static void WaitForDeadline(const std::shared_ptr<Core>& core);
   static void OnTimer(const std::shared_ptr<Core>& core);
 };

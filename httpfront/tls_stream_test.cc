@@ -3,7 +3,8 @@
 // buffers gathered into one record, how a peer's close reads, and timeouts:
 // a deadline passing with an operation pending, one moved later while an
 // operation waits, one moved earlier. PlainStream (the same deadlines) to a
-// plain TCP server: connect, both ways, a timeout.
+// plain TCP server: connect, both ways, a timeout. async_discard until the
+// peer closes, and until the deadline.
 #include "httpfront/tls_stream.h"
 
 #include <gtest/gtest.h>
@@ -319,6 +320,48 @@ TEST_F(PlainStreamTest, PendingReadEndsWithTimeoutAtTheDeadline) {
     co_return ec == boost::beast::error::timeout ? "ok" : "second read: " + ec.message();
   };
   EXPECT_EQ(Run(client, 1), "ok");
+}
+
+// async_discard (a closing connection's lingering read): bytes the peer
+// sends are dropped until it closes (eof); a peer that sends nothing and stays
+// open is left at the deadline (timeout).
+TEST(DiscardTest, DropsWhatThePeerSendsUntilItClosesOrTheDeadline) {
+  asio::io_context io;
+  Acceptor acceptor(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+  auto peers = [&acceptor]() -> Task<void> {
+    auto talker = co_await acceptor.async_accept(kAwait);
+    std::string out = Pattern(3 << 20, 5);  // more than the sockets hold
+    co_await asio::async_write(talker, asio::buffer(out), kAwait);
+    talker.close();
+    auto silent = co_await acceptor.async_accept(kAwait);
+    asio::basic_waitable_timer<std::chrono::steady_clock, asio::wait_traits<std::chrono::steady_clock>, Executor> wait(
+        co_await asio::this_coro::executor, std::chrono::seconds(30));
+    co_await wait.async_wait(kAwait);
+  };
+  auto discard = [](tcp::endpoint to) -> Task<std::string> {
+    std::string seen;
+    for (int i = 0; i < 2; ++i) {
+      PlainStream s(co_await asio::this_coro::executor);
+      s.expires_after(std::chrono::seconds(5));
+      co_await s.async_connect(to, kAwait);
+      s.expires_after(i == 0 ? std::chrono::seconds(10) : milliseconds(200));
+      auto start = std::chrono::steady_clock::now();
+      error_code ec;
+      co_await s.async_discard(asio::redirect_error(kAwait, ec));
+      auto took = std::chrono::steady_clock::now() - start;
+      seen += (i ? " " : "") + ec.message();
+      if (i == 1 && took > std::chrono::seconds(4)) seen += " (too late)";
+    }
+    co_return seen;
+  };
+  std::string result = "not run";
+  asio::co_spawn(io, peers(), asio::detached);
+  asio::co_spawn(io, discard(acceptor.local_endpoint()), [&](std::exception_ptr e, std::string r) {
+    result = e ? "exception" : r;
+    io.stop();
+  });
+  io.run_for(std::chrono::seconds(20));
+  EXPECT_EQ(result, error_code(asio::error::eof).message() + " " + error_code(boost::beast::error::timeout).message());
 }
 
 }  // namespace

@@ -682,5 +682,63 @@ class Https(HttpsClient, unittest.TestCase):
         self.poll_status(self.vmurl + "/", 302, "-H", f"Cookie: {bob_vm}")
 
 
+
+class Refusals(HttpsClient, unittest.TestCase):
+    """Refusals that close the connection while the client is still sending (exed with
+    http_max_body_mib=1, no VM: the apex's /exec reads at most 64 KiB of a body). The client
+    gets the answer every time: exed reads and drops the rest until the client closes, where
+    closing at once would make the kernel answer the unread bytes with a reset that can
+    destroy the answer before curl reads it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="exed-e2e-refusals-")
+        cls.exed = Exed(PG, "refusals", {"http_max_body_mib": 1})
+        cls.P = cls.exed.https_port
+        cls.exec_url = f"https://exe.localhost:{cls.P}/exec"
+        key = Key()
+        r = cls.exed.admin("account", "add", "cat", "--key", key.public)
+        assert r.returncode == 0, r.stderr
+        r = ssh(cls.exed, key, "ca")
+        assert r.returncode == 0 and "BEGIN CERTIFICATE" in r.stdout, r
+        cls.ca = os.path.join(cls.tmp, "ca.pem")
+        with open(cls.ca, "w") as f:
+            f.write(r.stdout)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.exed.close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def post(self, size, *extra):
+        path = os.path.join(self.tmp, f"body-{size}")
+        if not os.path.exists(path):
+            with open(path, "wb") as f:
+                f.write(b"x" * size)
+        # No Expect: 100-continue, so curl sends the body at once, as most clients do.
+        return self.curl(self.exec_url, "-H", "Expect:", "-H", "Authorization: Bearer nope",
+                         "--data-binary", "@" + path, *extra)
+
+    def test_body_over_the_limit_is_413(self):
+        for size in (2 << 20, (1 << 20) + 1, 8 << 20):
+            for i in range(3):
+                r = self.post(size)
+                self.assertEqual(r.status, 413, f"{size} bytes, try {i}: {r}")
+                self.assertIn("Body too large", r.body)
+
+    def test_body_answered_before_it_is_read(self):
+        # Within the limit, but /exec answers after 64 KiB (here 401: no such token) and closes.
+        for args in ((), ("-H", "Transfer-Encoding: chunked")):
+            for i in range(3):
+                r = self.post(1 << 20, *args)
+                self.assertEqual(r.status, 401, f"{args}, try {i}: {r}")
+                self.assertIn("API token", r.body)
+
+    def test_header_far_over_the_limit_is_431(self):
+        for i in range(5):
+            r = self.curl(self.exec_url, "-H", "X-Big: " + "a" * 100_000)
+            self.assertEqual(r.status, 431, f"try {i}: {r}")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
