@@ -1,5 +1,7 @@
 #include "control/commands.h"
 
+#include "control/argsplit.h"
+
 #include <algorithm>
 #include <cctype>
 #include <map>
@@ -128,6 +130,13 @@ std::vector<std::string> TopLevelNames() {
     if (std::find(out.begin(), out.end(), top) == out.end()) out.push_back(top);
   }
   return out;
+}
+
+bool StartsWithLobbyCommand(std::string_view line) {
+  auto words = SplitArgs(line);
+  if (!words || words->empty()) return true;
+  auto names = TopLevelNames();
+  return std::find(names.begin(), names.end(), words->front()) != names.end();
 }
 
 namespace {

@@ -99,6 +99,10 @@ const std::vector<CommandSpec>& CommandSpecs();
 const CommandSpec* FindSpec(std::string_view name);
 // Command names for completion and suggestions ("help", "ssh-key", ...).
 std::vector<std::string> TopLevelNames();
+// Whether a one-shot command line (ssh host 'CMD ...') starts with a lobby
+// command's name. A line that does not split (an open quote) counts as one:
+// the lobby says what is wrong with it.
+bool StartsWithLobbyCommand(std::string_view line);
 
 // Words (as split by SplitArgs) to a typed request. Errors are kUsage with a
 // sentence that names the command and says what to type instead.

@@ -115,6 +115,17 @@ TEST(Commands, UnknownWordsSuggest) {
   EXPECT_NE(f.error().message.find("did you mean '--name'"), std::string::npos) << f.error().message;
 }
 
+TEST(Commands, StartsWithLobbyCommand) {
+  EXPECT_TRUE(StartsWithLobbyCommand("ls"));
+  EXPECT_TRUE(StartsWithLobbyCommand("  share show web --json"));
+  EXPECT_TRUE(StartsWithLobbyCommand("'new' --name x"));
+  EXPECT_TRUE(StartsWithLobbyCommand(""));
+  EXPECT_TRUE(StartsWithLobbyCommand("ls 'open"));  // the lobby explains the quote
+  EXPECT_FALSE(StartsWithLobbyCommand("uname -a"));
+  EXPECT_FALSE(StartsWithLobbyCommand("sh -c 'echo hi'"));
+  EXPECT_FALSE(StartsWithLobbyCommand("lsx"));
+}
+
 TEST(Commands, ApiKeys) {
   auto g = Parse("ssh-key generate-api-key --label ci --cmds 'ls,whoami,ssh-key list' --exp 30d --json");
   ASSERT_TRUE(g.ok()) << g.error().message;

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "control/commands.h"
 #include "control/pubkey.h"
 #include "control/names.h"
 #include "sshd/gateway.h"
@@ -355,6 +356,9 @@ void Server::RunSession(Conn& c, const control::Result<control::Caller>& caller,
     auto t0 = Clock::now();
     if (mode == kExec) {
       exit_code = lobby.RunOneShot(command);
+      // `ssh nosuchvm@host uname`: after the lobby's "unknown command
+      // 'uname'", why it was not run in a VM.
+      if (!no_entry.empty() && !control::StartsWithLobbyCommand(command)) terminal.WriteErr(no_entry + "\n");
     } else if (pty) {
       exit_code = lobby.RunInteractive();
     } else {

@@ -57,7 +57,8 @@ class Server {
   void Route(Conn& c);
   // The lobby. `no_entry`, when set, is why the VM the login name asked for
   // cannot be entered: said instead of running anything when `refuse`, and
-  // instead of the lobby's answer to file transfers.
+  // instead of the lobby's answer to file transfers; after it, to a command
+  // that is not the lobby's.
   void RunSession(Conn& c, const control::Result<control::Caller>& caller, const std::string& no_entry, bool refuse);
 
   const ServerConfig config_;

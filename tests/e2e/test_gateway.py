@@ -207,6 +207,8 @@ class Gateway(unittest.TestCase):
         none = gw(self.exed, self.bob, NOBODY, "true")
         self.assertEqual(mine.returncode, 2, mine.stderr)
         self.assertIn("unknown command 'true'", mine.stderr)
+        # ...and then why it did not run in a VM of that name.
+        self.assertIn(refusal_line(vm), mine.stderr)
         self.assertEqual(neutral(mine, vm), neutral(none, NOBODY))
         # USER+VM: one line saying so, non-zero, same for both (and for the owner asking for a missing VM).
         for user in ("user", "root"):
