@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -180,7 +181,9 @@ std::string QueryParam(beast::string_view btarget, std::string_view name);
 bool PlainUrlChars(std::string_view s);
 std::string PathOf(beast::string_view target);
 std::string SetCookie(const char* name, const std::string& value, int64_t max_age);
-bool IsHopByHop(std::string_view name);
+// By the field's code: Beast's parser gives each of these names its code,
+// whatever its case.
+bool IsHopByHop(http::field f);
 bool IsWebSocketUpgrade(const Request& req);
 
 // A header's bytes as they go on the wire, appended to `out`: the start line
@@ -188,10 +191,17 @@ bool IsWebSocketUpgrade(const Request& req);
 // line. exed writes proxied messages itself rather than through Beast's
 // serializer, whose buffer sequences cost more per small request than the
 // rest of the relay (callgrind, ops/bench/https --instructions).
+//
+// `extra` fields go after the message's own: the front's X-Forwarded-* and
+// Connection, written out rather than inserted into the message (each insert
+// into Beast's fields is an allocation and a tree insertion, per request).
+struct ExtraField {
+  std::string_view name, value;
+};
 template <class F>
-void AppendHeader(std::string& out, const http::header<true, F>& h);
+void AppendHeader(std::string& out, const http::header<true, F>& h, std::span<const ExtraField> extra = {});
 template <class F>
-void AppendHeader(std::string& out, const http::header<false, F>& h);
+void AppendHeader(std::string& out, const http::header<false, F>& h, std::span<const ExtraField> extra = {});
 
 // How a relayed message's body goes on the wire, as its header says: no body
 // at all (a request without one; a response to HEAD, 1xx, 204, 304), chunked,
@@ -240,7 +250,7 @@ void DropHopByHop(Fields& f, bool keep_upgrade) {
     } else if (keep_upgrade && (n == http::field::upgrade || n == http::field::connection)) {
       drop = false;
     } else {
-      drop = IsHopByHop(SV(it->name_string()));
+      drop = IsHopByHop(n);
       for (size_t i = 0; !drop && i < named.size(); ++i) drop = beast::iequals(it->name_string(), named[i]);
     }
     it = drop ? f.erase(it) : std::next(it);

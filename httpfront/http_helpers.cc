@@ -92,13 +92,20 @@ std::string SetCookie(const char* name, const std::string& value, int64_t max_ag
   return fmt::format("{}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}", name, value, max_age);
 }
 
-bool IsHopByHop(std::string_view name) {
-  static constexpr std::array<std::string_view, 8> kHop = {"connection", "keep-alive", "proxy-connection", "te",
-                                                           "trailer", "upgrade", "proxy-authorization",
-                                                           "proxy-authenticate"};
-  beast::string_view n(name.data(), name.size());
-  return std::any_of(kHop.begin(), kHop.end(),
-                     [n](std::string_view h) { return beast::iequals(n, beast::string_view(h.data(), h.size())); });
+bool IsHopByHop(http::field f) {
+  switch (f) {
+    case http::field::connection:
+    case http::field::keep_alive:
+    case http::field::proxy_connection:
+    case http::field::te:
+    case http::field::trailer:
+    case http::field::upgrade:
+    case http::field::proxy_authorization:
+    case http::field::proxy_authenticate:
+      return true;
+    default:
+      return false;
+  }
 }
 
 bool FoldedEquals(std::string_view name, std::string_view lower, bool prefix) {
@@ -140,23 +147,30 @@ namespace {
 
 // One resize and a memcpy per piece: string appends cost about twice as much.
 template <class F>
-void AppendFields(std::string& out, const F& f) {
+void AppendFields(std::string& out, const F& f, std::span<const ExtraField> extra) {
   size_t total = 2;
   for (const auto& field : f) total += field.name_string().size() + field.value().size() + 4;
+  for (const auto& e : extra) total += e.name.size() + e.value.size() + 4;
   size_t at = out.size();
   out.resize(at + total);
   char* p = out.data() + at;
-  auto put = [&p](beast::string_view v) {
-    std::memcpy(p, v.data(), v.size());
-    p += v.size();
+  auto put = [&p](const char* data, size_t n) {
+    std::memcpy(p, data, n);
+    p += n;
   };
   for (const auto& field : f) {
-    put(field.name_string());
-    put(": ");
-    put(field.value());
-    put("\r\n");
+    put(field.name_string().data(), field.name_string().size());
+    put(": ", 2);
+    put(field.value().data(), field.value().size());
+    put("\r\n", 2);
   }
-  put("\r\n");
+  for (const auto& e : extra) {
+    put(e.name.data(), e.name.size());
+    put(": ", 2);
+    put(e.value.data(), e.value.size());
+    put("\r\n", 2);
+  }
+  put("\r\n", 2);
 }
 
 void AppendVersion(std::string& out, unsigned version) {
@@ -169,18 +183,18 @@ void AppendVersion(std::string& out, unsigned version) {
 }  // namespace
 
 template <class F>
-void AppendHeader(std::string& out, const http::header<true, F>& h) {
+void AppendHeader(std::string& out, const http::header<true, F>& h, std::span<const ExtraField> extra) {
   out.append(h.method_string().data(), h.method_string().size());
   out.push_back(' ');
   out.append(h.target().data(), h.target().size());
   out.push_back(' ');
   AppendVersion(out, h.version());
   out.append("\r\n", 2);
-  AppendFields(out, h);
+  AppendFields(out, h, extra);
 }
 
 template <class F>
-void AppendHeader(std::string& out, const http::header<false, F>& h) {
+void AppendHeader(std::string& out, const http::header<false, F>& h, std::span<const ExtraField> extra) {
   AppendVersion(out, h.version());
   unsigned c = h.result_int() % 1000;
   const char code[5] = {' ', static_cast<char>('0' + c / 100), static_cast<char>('0' + c / 10 % 10),
@@ -188,13 +202,13 @@ void AppendHeader(std::string& out, const http::header<false, F>& h) {
   out.append(code, sizeof code);
   out.append(h.reason().data(), h.reason().size());
   out.append("\r\n", 2);
-  AppendFields(out, h);
+  AppendFields(out, h, extra);
 }
 
-template void AppendHeader(std::string&, const http::header<true, http::fields>&);
-template void AppendHeader(std::string&, const http::header<false, http::fields>&);
-template void AppendHeader(std::string&, const http::header<true, Fields>&);
-template void AppendHeader(std::string&, const http::header<false, Fields>&);
+template void AppendHeader(std::string&, const http::header<true, http::fields>&, std::span<const ExtraField>);
+template void AppendHeader(std::string&, const http::header<false, http::fields>&, std::span<const ExtraField>);
+template void AppendHeader(std::string&, const http::header<true, Fields>&, std::span<const ExtraField>);
+template void AppendHeader(std::string&, const http::header<false, Fields>&, std::span<const ExtraField>);
 
 size_t ChunkPrefix(Framing f, size_t n, char* before) {
   if (f != Framing::kChunked || n == 0) return 0;

@@ -50,11 +50,13 @@ TEST(PlainUrlCharsTest, RefusesWhatCouldSplitALocationField) {
 }
 
 TEST(IsHopByHopTest, KnowsTheHopByHopFieldsInAnyCase) {
-  EXPECT_TRUE(IsHopByHop("Connection"));
-  EXPECT_TRUE(IsHopByHop("keep-alive"));
-  EXPECT_TRUE(IsHopByHop("Proxy-Authorization"));
-  EXPECT_FALSE(IsHopByHop("Content-Length"));
-  EXPECT_FALSE(IsHopByHop("Transfer-Encoding"));  // kept: it describes the body
+  for (const char* name : {"Connection", "keep-alive", "Proxy-Connection", "TE", "trailer", "UPGRADE",
+                           "Proxy-Authorization", "proxy-authenticate"}) {
+    EXPECT_TRUE(IsHopByHop(http::string_to_field(name))) << name;
+  }
+  EXPECT_FALSE(IsHopByHop(http::field::content_length));
+  EXPECT_FALSE(IsHopByHop(http::field::transfer_encoding));  // kept: it describes the body
+  EXPECT_FALSE(IsHopByHop(http::field::unknown));
 }
 
 TEST(DropHopByHopTest, DropsHopByHopAndConnectionNamedFieldsKeepsTheRest) {
@@ -84,7 +86,7 @@ TEST(DropHopByHopTest, DropsHopByHopAndConnectionNamedFieldsKeepsTheRest) {
   EXPECT_EQ(ws.count(http::field::keep_alive), 0u);
 }
 
-TEST(AppendHeaderTest, WritesTheRequestLineAndEveryFieldInOrder) {
+TEST(AppendHeaderTest, WritesTheRequestLineEveryFieldInOrderThenTheExtras) {
   http::request<http::empty_body> req{http::verb::post, "/a?b=c", 11};
   req.insert("Host", "vm.example");
   req.insert("X-Two", "1");
@@ -100,6 +102,17 @@ TEST(AppendHeaderTest, WritesTheRequestLineAndEveryFieldInOrder) {
   out.clear();
   AppendHeader(out, odd);
   EXPECT_EQ(out, "PURGE * HTTP/1.0\r\n\r\n");
+  // The front's own fields go after the message's, in the order given.
+  std::string client = "10.0.0.1";
+  const ExtraField extra[] = {{"X-Forwarded-For", client}, {"Connection", "keep-alive"}};
+  out.clear();
+  AppendHeader(out, odd, extra);
+  EXPECT_EQ(out, "PURGE * HTTP/1.0\r\nX-Forwarded-For: 10.0.0.1\r\nConnection: keep-alive\r\n\r\n");
+  out.clear();
+  AppendHeader(out, req, std::span(extra, 1));
+  EXPECT_EQ(out,
+            "POST /a?b=c HTTP/1.1\r\nHost: vm.example\r\nX-Two: 1\r\nx-two: 2\r\n"
+            "Transfer-Encoding: chunked\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n");
 }
 
 TEST(AppendHeaderTest, WritesTheStatusLineWithTheServersReason) {

@@ -129,9 +129,15 @@ Task<void> Splice(From& from, To& to) {
 
 // Where a response header that ends in `have` ends (just past its empty
 // line), with CRLF or bare LF line ends; npos when it is not all here yet.
-size_t ResponseHeaderEnd(std::string_view have) {
+// `bare` says whether a line of it ends in a bare LF.
+size_t ResponseHeaderEnd(std::string_view have, bool& bare) {
+  bare = false;
   for (size_t i = have.find('\n'); i != std::string_view::npos; i = have.find('\n', i + 1)) {
-    if (i + 1 < have.size() && have[i + 1] == '\n') return i + 2;
+    bare = bare || i == 0 || have[i - 1] != '\r';
+    if (i + 1 < have.size() && have[i + 1] == '\n') {
+      bare = true;  // the empty line's LF
+      return i + 2;
+    }
     if (i + 2 < have.size() && have[i + 1] == '\r' && have[i + 2] == '\n') return i + 3;
   }
   return std::string_view::npos;
@@ -146,7 +152,8 @@ size_t ResponseHeaderEnd(std::string_view have) {
 Task<void> ReadResponseHeader(TcpStream& up, beast::flat_buffer& buf, ResponseParser& parser,
                               size_t limit, beast::error_code& ec) {
   size_t end = std::string_view::npos;
-  while ((end = ResponseHeaderEnd({static_cast<const char*>(buf.data().data()), buf.size()})) ==
+  bool bare = false;
+  while ((end = ResponseHeaderEnd({static_cast<const char*>(buf.data().data()), buf.size()}, bare)) ==
          std::string_view::npos) {
     if (buf.size() >= limit) {
       ec = http::error::header_limit;
@@ -159,10 +166,6 @@ Task<void> ReadResponseHeader(TcpStream& up, beast::flat_buffer& buf, ResponsePa
   }
   std::string_view have(static_cast<const char*>(buf.data().data()), buf.size());
   std::string_view header = have.substr(0, end);
-  bool bare = false;
-  for (size_t i = header.find('\n'); i != std::string_view::npos && !bare; i = header.find('\n', i + 1)) {
-    bare = i == 0 || header[i - 1] != '\r';
-  }
   if (bare) {
     std::string fixed;
     fixed.reserve(have.size() + 64);
@@ -266,10 +269,13 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
     }
     it = drop ? req.erase(it) : std::next(it);
   }
-  if (who) req.insert("X-Exed-User", who->account);
-  req.insert("X-Forwarded-For", remote);
-  req.insert("X-Forwarded-Proto", "https");
-  req.insert("X-Forwarded-Host", host_header);
+  // Ours go out after the client's fields (AppendHeader's `extra`).
+  std::array<ExtraField, 5> added;
+  size_t n_added = 0;
+  if (who) added[n_added++] = {"X-Exed-User", who->account};
+  added[n_added++] = {"X-Forwarded-For", remote};
+  added[n_added++] = {"X-Forwarded-Proto", "https"};
+  added[n_added++] = {"X-Forwarded-Host", host_header};
   if (req.count(http::field::cookie)) {
     std::string kept = WithoutOurCookies(req[http::field::cookie]);
     if (kept.empty()) {
@@ -282,7 +288,7 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
   if (websocket) {
     req.set(http::field::connection, "Upgrade");
   } else if (version < 11) {
-    req.insert(http::field::connection, "keep-alive");  // what keep_alive(true) adds for HTTP/1.0
+    added[n_added++] = {"Connection", "keep-alive"};  // what keep_alive(true) adds for HTTP/1.0
   }
 
   auto fail = [&](http::status s, const std::string& title, const std::string& html) -> Task<bool> {
@@ -327,7 +333,7 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
 
   std::string& head = bufs.head;
   head.clear();
-  AppendHeader(head, req);
+  AppendHeader(head, req, std::span(added.data(), n_added));
   const Framing request_framing = parser.is_done() ? Framing::kNone
                                   : req.chunked()  ? Framing::kChunked
                                                    : Framing::kRaw;
@@ -405,8 +411,8 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
   }
 
   head.clear();
-  AppendHeader(head, res);
   if (upgraded) {
+    AppendHeader(head, res);
     beast::get_lowest_layer(client).expires_after(std::chrono::seconds(30));
     co_await net::async_write(client, net::buffer(head), kAwait);
     // Bytes read past either header belong to the tunnel.
@@ -436,14 +442,19 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
 
   bool keep = client_keep_alive && (rp.is_done() || res.has_content_length() || res.chunked() || head_request ||
                                     res.result_int() == 204 || res.result_int() == 304);
-  res.keep_alive(keep);
+  // DropHopByHop left no Connection field: what res.keep_alive(keep) would
+  // write for the client's version, without inserting it.
   res.version(version);
+  std::array<ExtraField, 1> connection;
+  size_t n_connection = 0;
+  if (version >= 11 && !keep) connection[n_connection++] = {"Connection", "close"};
+  if (version < 11 && keep) connection[n_connection++] = {"Connection", "keep-alive"};
   const int code = res.result_int();
   const Framing response_framing = head_request || code / 100 == 1 || code == 204 || code == 304 ? Framing::kNone
                                    : res.chunked()                                             ? Framing::kChunked
                                                                                                : Framing::kRaw;
   head.clear();
-  AppendHeader(head, res);
+  AppendHeader(head, res, std::span(connection.data(), n_connection));
   bool whole = co_await Relay<false>(sh, *up, ubuf, rp, client, head, response_framing, bufs.response_chunk);
   if (upstream_keep_alive && whole && ubuf.size() == 0) {
     up->expires_never();
