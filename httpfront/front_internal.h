@@ -102,13 +102,13 @@ using FieldAlloc = ArenaAllocator<char>;
 using Fields = http::basic_fields<FieldAlloc>;
 using Request = http::request<http::buffer_body, Fields>;
 using RequestParser = http::request_parser<http::buffer_body, FieldAlloc>;
-using ResponseParser = http::response_parser<http::buffer_body, FieldAlloc>;
 // A parser whose fields live in `arena` (returned in place: C++17 elision).
 template <class Parser>
 Parser ParserIn(FieldArena& arena) {
   return Parser(std::piecewise_construct, std::make_tuple(), std::make_tuple(FieldAlloc(&arena)));
 }
 using Response = http::response<http::buffer_body>;
+
 
 inline constexpr size_t kChunk = 64 * 1024;
 inline constexpr auto kCacheFor = std::chrono::seconds(2);
@@ -202,6 +202,53 @@ template <class F>
 void AppendHeader(std::string& out, const http::header<true, F>& h, std::span<const ExtraField> extra = {});
 template <class F>
 void AppendHeader(std::string& out, const http::header<false, F>& h, std::span<const ExtraField> extra = {});
+
+// A VM's response, parsed as Beast's response_parser<buffer_body> would, but
+// with its header written straight out as the client gets it instead of
+// into Beast's fields (each field there is an allocation and a tree
+// insertion, and the front only copies them out): the status line with the
+// client's HTTP version and the VM's code and reason, then the VM's fields
+// in order, less the hop-by-hop ones (and any its Connection field names;
+// a WebSocket's 101 keeps Upgrade and Connection) and any Set-Cookie for
+// exed's own cookies. The empty line is FinishHeader's, after the front's
+// own fields. The body goes into body() as into a buffer_body's.
+class ResponseRelayParser : public http::basic_parser<false> {
+ public:
+  // Before parsing: the header is appended to `out`.
+  ResponseRelayParser(std::string& out, unsigned client_version, bool websocket)
+      : out_(out), client_version_(client_version), websocket_(websocket) {}
+
+  int status() const { return status_; }
+  bool upgraded() const { return websocket_ && status_ == 101; }
+  http::buffer_body::value_type& body() { return body_; }
+
+ private:
+  void on_request_impl(http::verb, beast::string_view, beast::string_view, int, beast::error_code&) override {}
+  void on_response_impl(int code, beast::string_view reason, int version, beast::error_code& ec) override;
+  void on_field_impl(http::field name, beast::string_view name_string, beast::string_view value,
+                     beast::error_code& ec) override;
+  void on_header_impl(beast::error_code& ec) override;
+  void on_body_init_impl(const boost::optional<std::uint64_t>&, beast::error_code&) override {}
+  size_t on_body_impl(beast::string_view body, beast::error_code& ec) override;
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
+  size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, beast::error_code& ec) override {
+    return on_body_impl(body, ec);
+  }
+  void on_finish_impl(beast::error_code&) override {}
+
+  struct Line {
+    size_t at, size, name_size;
+  };
+  std::string& out_;
+  const unsigned client_version_;
+  const bool websocket_;
+  int status_ = 0;
+  std::vector<Line> lines_;         // the fields written, for a Connection that names one
+  std::vector<std::string> named_;  // fields the Connection field names
+  http::buffer_body::value_type body_{};
+};
+// The end of a header ResponseRelayParser wrote: `extra` fields, the empty line.
+void FinishHeader(std::string& out, std::span<const ExtraField> extra);
 
 // How a relayed message's body goes on the wire, as its header says: no body
 // at all (a request without one; a response to HEAD, 1xx, 204, 304), chunked,

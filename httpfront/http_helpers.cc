@@ -210,6 +210,97 @@ template void AppendHeader(std::string&, const http::header<false, http::fields>
 template void AppendHeader(std::string&, const http::header<true, Fields>&, std::span<const ExtraField>);
 template void AppendHeader(std::string&, const http::header<false, Fields>&, std::span<const ExtraField>);
 
+void ResponseRelayParser::on_response_impl(int code, beast::string_view reason, int, beast::error_code&) {
+  status_ = code;
+  lines_.clear();
+  named_.clear();
+  AppendVersion(out_, client_version_);
+  unsigned c = static_cast<unsigned>(code) % 1000;
+  const char digits[5] = {' ', static_cast<char>('0' + c / 100), static_cast<char>('0' + c / 10 % 10),
+                          static_cast<char>('0' + c % 10), ' '};
+  out_.append(digits, sizeof digits);
+  out_.append(reason.data(), reason.size());
+  out_.append("\r\n", 2);
+}
+
+void ResponseRelayParser::on_field_impl(http::field name, beast::string_view name_string, beast::string_view value,
+                                        beast::error_code&) {
+  if (name == http::field::connection) {
+    for (size_t pos = 0; pos <= value.size();) {
+      size_t end = std::min(value.find(',', pos), value.size());
+      beast::string_view tok = value.substr(pos, end - pos);
+      while (!tok.empty() && (tok.front() == ' ' || tok.front() == '\t')) tok.remove_prefix(1);
+      while (!tok.empty() && (tok.back() == ' ' || tok.back() == '\t')) tok.remove_suffix(1);
+      if (!tok.empty() && !beast::iequals(tok, "close") && !beast::iequals(tok, "keep-alive") &&
+          !beast::iequals(tok, "upgrade")) {
+        named_.emplace_back(tok.data(), tok.size());
+      }
+      pos = end + 1;
+    }
+  }
+  bool drop = false;
+  if (upgraded() && (name == http::field::upgrade || name == http::field::connection)) {
+    drop = false;
+  } else if (IsHopByHop(name)) {
+    drop = true;
+  } else if (name == http::field::set_cookie) {
+    // A VM may not set (or clear) exed's cookies.
+    drop = beast::iequals(value.substr(0, 11), "__host-exed");
+  }
+  if (drop) return;
+  size_t at = out_.size();
+  size_t size = name_string.size() + value.size() + 4;
+  out_.resize(at + size);
+  char* p = out_.data() + at;
+  std::memcpy(p, name_string.data(), name_string.size());
+  p += name_string.size();
+  std::memcpy(p, ": ", 2);
+  p += 2;
+  std::memcpy(p, value.data(), value.size());
+  p += value.size();
+  std::memcpy(p, "\r\n", 2);
+  lines_.push_back({at, size, name_string.size()});
+}
+
+void ResponseRelayParser::on_header_impl(beast::error_code&) {
+  if (named_.empty()) return;
+  // Fields the Connection field names are hop-by-hop too (RFC 9110 7.6.1),
+  // wherever they came: the header is written again without them.
+  std::string kept;
+  size_t from = lines_.empty() ? out_.size() : lines_.front().at;
+  kept.assign(out_, 0, from);
+  for (const Line& l : lines_) {
+    beast::string_view n(out_.data() + l.at, l.name_size);
+    bool named = std::any_of(named_.begin(), named_.end(), [n](const std::string& x) { return beast::iequals(n, x); });
+    if (!named) kept.append(out_, l.at, l.size);
+  }
+  out_.swap(kept);
+}
+
+size_t ResponseRelayParser::on_body_impl(beast::string_view body, beast::error_code& ec) {
+  // As buffer_body's reader: as much as fits, need_buffer when not all did.
+  if (!body_.data) {
+    ec = http::error::need_buffer;
+    return 0;
+  }
+  size_t n = std::min(body.size(), body_.size);
+  std::memcpy(body_.data, body.data(), n);
+  body_.data = static_cast<char*>(body_.data) + n;
+  body_.size -= n;
+  if (n < body.size()) ec = http::error::need_buffer;
+  return n;
+}
+
+void FinishHeader(std::string& out, std::span<const ExtraField> extra) {
+  for (const auto& e : extra) {
+    out.append(e.name.data(), e.name.size());
+    out.append(": ", 2);
+    out.append(e.value.data(), e.value.size());
+    out.append("\r\n", 2);
+  }
+  out.append("\r\n", 2);
+}
+
 size_t ChunkPrefix(Framing f, size_t n, char* before) {
   if (f != Framing::kChunked || n == 0) return 0;
   size_t digits = 0;

@@ -130,6 +130,79 @@ TEST(AppendHeaderTest, WritesTheStatusLineWithTheServersReason) {
   EXPECT_EQ(out, "HTTP/1.0 404 Not Found\r\n\r\n");
 }
 
+// Parses `wire` with a ResponseRelayParser; returns the header it wrote
+// (finished with `extra`) and, through `body`, the body bytes (64 KiB room).
+std::string RelayResponse(std::string_view wire, unsigned client_version, bool websocket, std::string* body = nullptr,
+                          beast::error_code* error = nullptr) {
+  std::string out;
+  ResponseRelayParser p(out, client_version, websocket);
+  p.eager(true);
+  std::string room(65536, '\0');
+  p.body().data = room.data();
+  p.body().size = room.size();
+  beast::error_code ec;
+  p.put(net::buffer(wire.data(), wire.size()), ec);
+  if (error) *error = ec;
+  if (body) body->assign(room.data(), room.size() - p.body().size);
+  const ExtraField extra[] = {{"Connection", "close"}};
+  FinishHeader(out, extra);
+  return out;
+}
+
+TEST(ResponseRelayParserTest, WritesTheHeaderAsTheClientGetsIt) {
+  // Hop-by-hop fields and the ones Connection names (before or after it) go; exed's own
+  // cookies go; the rest stays in order, with the client's version in the status line.
+  std::string body;
+  beast::error_code ec;
+  std::string out = RelayResponse(
+      "HTTP/1.1 299 Quite Fine\r\nX-Early: 1\r\nServer: t\r\nKeep-Alive: timeout=5\r\n"
+      "Set-Cookie: a=1\r\nSet-Cookie: __Host-exed=stolen\r\nset-cookie: __host-EXED-vm=x\r\n"
+      "Connection: keep-alive, X-Early, x-late\r\nX-Late: 2\r\nTransfer-Encoding: chunked\r\n"
+      "Proxy-Authenticate: Basic\r\nTE: trailers\r\nTrailer: X-T\r\nUpgrade: h2c\r\n\r\n"
+      "5\r\nhello\r\n0\r\n\r\n",
+      10, false, &body, &ec);
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_EQ(out,
+            "HTTP/1.0 299 Quite Fine\r\nServer: t\r\nSet-Cookie: a=1\r\nTransfer-Encoding: chunked\r\n"
+            "Connection: close\r\n\r\n");
+  EXPECT_EQ(body, "hello");
+}
+
+TEST(ResponseRelayParserTest, AWebSocketsSwitchKeepsUpgradeAndConnection) {
+  std::string wire =
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Accept: abc\r\n\r\n";
+  std::string out;
+  ResponseRelayParser p(out, 11, true);
+  beast::error_code ec;
+  p.put(net::buffer(wire), ec);
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_TRUE(p.upgraded());
+  FinishHeader(out, {});
+  EXPECT_EQ(out, wire);
+  // Not asked for a WebSocket: the same answer loses them.
+  EXPECT_EQ(RelayResponse(wire, 11, false),
+            "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: abc\r\nConnection: close\r\n\r\n");
+}
+
+TEST(ResponseRelayParserTest, BodyGoesIntoTheBufferAsIntoABufferBody) {
+  std::string body;
+  beast::error_code ec;
+  RelayResponse("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", 11, false, &body, &ec);
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_EQ(body, "abc");
+  // No room: need_buffer, nothing taken.
+  std::string out;
+  ResponseRelayParser p(out, 11, false);
+  std::string wire = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc";
+  size_t used = p.put(net::buffer(wire), ec);
+  EXPECT_FALSE(ec) << ec.message();  // the header alone (not eager)
+  EXPECT_TRUE(p.is_header_done());
+  EXPECT_EQ(p.status(), 200);
+  EXPECT_EQ(p.put(net::buffer(wire.data() + used, wire.size() - used), ec), 0u);
+  EXPECT_EQ(ec, http::error::need_buffer);
+}
+
 TEST(ChunkFramingTest, FramesPiecesAndTheLastChunk) {
   char before[24];
   ASSERT_EQ(ChunkPrefix(Framing::kChunked, 65536, before), 7u);

@@ -38,9 +38,12 @@ auto WriteAll(Shared& sh, Out& out, const std::array<net::const_buffer, 4>& b, s
 // body needs no parsing: its bytes go from `in_buf`, then straight from the
 // socket into `chunk`, one copy fewer than through the parser (which is left
 // at the end of the header). Returns whether the whole body went through.
-template <bool isRequest, class In, class Out>
-Task<bool> Relay(Shared& sh, In& in, beast::flat_buffer& in_buf, http::parser<isRequest, http::buffer_body, FieldAlloc>& p,
-                 Out& out, std::string& head, Framing framing, std::unique_ptr<char[]>& chunk) {
+http::buffer_body::value_type& BodyOf(RequestParser& p) { return p.get().body(); }
+http::buffer_body::value_type& BodyOf(ResponseRelayParser& p) { return p.body(); }
+
+template <class In, class Parser, class Out>
+Task<bool> Relay(Shared& sh, In& in, beast::flat_buffer& in_buf, Parser& p, Out& out, std::string& head,
+                 Framing framing, std::unique_ptr<char[]>& chunk) {
   std::array<net::const_buffer, 4> b;
   if (!p.is_done() && !chunk) chunk.reset(new char[kChunk]);
   if (!p.is_done() && in_buf.size() == 0) {
@@ -72,8 +75,8 @@ Task<bool> Relay(Shared& sh, In& in, beast::flat_buffer& in_buf, http::parser<is
   while (true) {
     size_t n = 0;
     if (!p.is_done()) {
-      p.get().body().data = chunk.get();
-      p.get().body().size = kChunk;
+      BodyOf(p).data = chunk.get();
+      BodyOf(p).size = kChunk;
       // Body bytes read already (with the header, or past the last piece)
       // are parsed here and now; the socket is read only when there are none.
       size_t used = 0;
@@ -92,7 +95,7 @@ Task<bool> Relay(Shared& sh, In& in, beast::flat_buffer& in_buf, http::parser<is
         if (ec == http::error::need_buffer) ec = {};
         if (ec) throw beast::system_error(ec);
       }
-      n = kChunk - p.get().body().size;
+      n = kChunk - BodyOf(p).size;
       // Only a chunk's size line parsed: nothing to send yet.
       if (n == 0 && !p.is_done()) continue;
     }
@@ -149,7 +152,7 @@ size_t ResponseHeaderEnd(std::string_view have, bool& bare) {
 // their header with `echo` are common, and browsers and nginx take them.
 // Requests, which could smuggle, stay strict. Bytes past the header stay in
 // `buf`.
-Task<void> ReadResponseHeader(TcpStream& up, beast::flat_buffer& buf, ResponseParser& parser,
+Task<void> ReadResponseHeader(TcpStream& up, beast::flat_buffer& buf, ResponseRelayParser& parser,
                               size_t limit, beast::error_code& ec) {
   size_t end = std::string_view::npos;
   bool bare = false;
@@ -346,7 +349,7 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
       co_await WriteAll(sh, *up, b, 1);
       head.clear();
     } else {
-      co_await Relay<true>(sh, client, cbuf, parser, *up, head, request_framing, bufs.request_chunk);
+      co_await Relay(sh, client, cbuf, parser, *up, head, request_framing, bufs.request_chunk);
     }
   } catch (const beast::system_error& e) {
     // The client's body broke the HTTP rules (a bad chunk size): a 400, as for
@@ -380,7 +383,8 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
   beast::flat_buffer& ubuf = bufs.response;
   ubuf.consume(ubuf.size());
   ubuf.reserve(kChunk);
-  auto rp = ParserIn<ResponseParser>(bufs.fields);
+  head.clear();
+  ResponseRelayParser rp(head, version, websocket);
   rp.body_limit(std::numeric_limits<std::uint64_t>::max());
   rp.header_limit(64 * 1024);
   if (head_request) rp.skip(true);
@@ -398,21 +402,11 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
                             "<p>The VM's web server closed the connection or sent something that is not HTTP: " +
                                 HtmlEscape(ec.message()) + "</p>");
   }
-  auto& res = rp.get();
+  // `head` holds the response's status line and the fields that go on
+  // (ResponseRelayParser: no hop-by-hop ones, none of exed's cookies).
   bool upstream_keep_alive = rp.keep_alive();
-  bool upgraded = websocket && res.result() == http::status::switching_protocols;
-  DropHopByHop(res, upgraded);
-  // A VM may not set (or clear) exed's cookies. (Every field is looked at:
-  // Beast's find and equal_range walk fields in arrival order, so they would
-  // miss a Set-Cookie that does not follow the first one directly.)
-  for (auto it = res.begin(); it != res.end();) {
-    bool ours = it->name() == http::field::set_cookie && beast::iequals(it->value().substr(0, 11), "__host-exed");
-    it = ours ? res.erase(it) : std::next(it);
-  }
-
-  head.clear();
-  if (upgraded) {
-    AppendHeader(head, res);
+  if (rp.upgraded()) {
+    FinishHeader(head, {});
     beast::get_lowest_layer(client).expires_after(std::chrono::seconds(30));
     co_await net::async_write(client, net::buffer(head), kAwait);
     // Bytes read past either header belong to the tunnel.
@@ -440,22 +434,20 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
     co_return false;
   }
 
-  bool keep = client_keep_alive && (rp.is_done() || res.has_content_length() || res.chunked() || head_request ||
-                                    res.result_int() == 204 || res.result_int() == 304);
-  // DropHopByHop left no Connection field: what res.keep_alive(keep) would
-  // write for the client's version, without inserting it.
-  res.version(version);
+  const int code = rp.status();
+  bool keep = client_keep_alive && (rp.is_done() || rp.content_length() || rp.chunked() || head_request ||
+                                    code == 204 || code == 304);
+  // No Connection field went through: what keep_alive(keep) would write for
+  // the client's version.
   std::array<ExtraField, 1> connection;
   size_t n_connection = 0;
   if (version >= 11 && !keep) connection[n_connection++] = {"Connection", "close"};
   if (version < 11 && keep) connection[n_connection++] = {"Connection", "keep-alive"};
-  const int code = res.result_int();
   const Framing response_framing = head_request || code / 100 == 1 || code == 204 || code == 304 ? Framing::kNone
-                                   : res.chunked()                                             ? Framing::kChunked
+                                   : rp.chunked()                                              ? Framing::kChunked
                                                                                                : Framing::kRaw;
-  head.clear();
-  AppendHeader(head, res, std::span(connection.data(), n_connection));
-  bool whole = co_await Relay<false>(sh, *up, ubuf, rp, client, head, response_framing, bufs.response_chunk);
+  FinishHeader(head, std::span(connection.data(), n_connection));
+  bool whole = co_await Relay(sh, *up, ubuf, rp, client, head, response_framing, bufs.response_chunk);
   if (upstream_keep_alive && whole && ubuf.size() == 0) {
     up->expires_never();
     GiveBack(sh, ex, vm.web_port, std::move(up));
