@@ -267,6 +267,10 @@ std::string_view ChunkSuffix(Framing f, size_t n, bool last);
 // X-Forwarded-For does. With `prefix`, whether `name` starts with it.
 bool FoldedEquals(std::string_view name, std::string_view lower, bool prefix = false);
 
+// Adds to `named` the field names a Connection field's value lists, besides
+// the usual tokens (close, keep-alive, upgrade): hop-by-hop too.
+void AddConnectionNamed(beast::string_view value, std::vector<std::string>& named);
+
 // Removes hop-by-hop fields (and any the Connection field names), keeping
 // Transfer-Encoding, which describes the body the serializer will write.
 // One pass and no allocation unless Connection names other fields.
@@ -274,20 +278,7 @@ template <class Fields>
 void DropHopByHop(Fields& f, bool keep_upgrade) {
   std::vector<std::string> named;  // fields a Connection value names, besides the usual tokens
   for (auto it = f.begin(); it != f.end(); ++it) {
-    if (it->name() != http::field::connection) continue;
-    beast::string_view v = it->value();
-    size_t pos = 0;
-    while (pos <= v.size()) {
-      size_t end = std::min(v.find(',', pos), v.size());
-      beast::string_view tok = v.substr(pos, end - pos);
-      while (!tok.empty() && (tok.front() == ' ' || tok.front() == '\t')) tok.remove_prefix(1);
-      while (!tok.empty() && (tok.back() == ' ' || tok.back() == '\t')) tok.remove_suffix(1);
-      if (!tok.empty() && !beast::iequals(tok, "close") && !beast::iequals(tok, "keep-alive") &&
-          !beast::iequals(tok, "upgrade")) {
-        named.emplace_back(tok.data(), tok.size());
-      }
-      pos = end + 1;
-    }
+    if (it->name() == http::field::connection) AddConnectionNamed(it->value(), named);
   }
   for (auto it = f.begin(); it != f.end();) {
     http::field n = it->name();

@@ -210,6 +210,20 @@ template void AppendHeader(std::string&, const http::header<false, http::fields>
 template void AppendHeader(std::string&, const http::header<true, Fields>&, std::span<const ExtraField>);
 template void AppendHeader(std::string&, const http::header<false, Fields>&, std::span<const ExtraField>);
 
+void AddConnectionNamed(beast::string_view value, std::vector<std::string>& named) {
+  for (size_t pos = 0; pos <= value.size();) {
+    size_t end = std::min(value.find(',', pos), value.size());
+    beast::string_view tok = value.substr(pos, end - pos);
+    while (!tok.empty() && (tok.front() == ' ' || tok.front() == '\t')) tok.remove_prefix(1);
+    while (!tok.empty() && (tok.back() == ' ' || tok.back() == '\t')) tok.remove_suffix(1);
+    if (!tok.empty() && !beast::iequals(tok, "close") && !beast::iequals(tok, "keep-alive") &&
+        !beast::iequals(tok, "upgrade")) {
+      named.emplace_back(tok.data(), tok.size());
+    }
+    pos = end + 1;
+  }
+}
+
 void ResponseRelayParser::on_response_impl(int code, beast::string_view reason, int, beast::error_code&) {
   status_ = code;
   lines_.clear();
@@ -225,19 +239,7 @@ void ResponseRelayParser::on_response_impl(int code, beast::string_view reason, 
 
 void ResponseRelayParser::on_field_impl(http::field name, beast::string_view name_string, beast::string_view value,
                                         beast::error_code&) {
-  if (name == http::field::connection) {
-    for (size_t pos = 0; pos <= value.size();) {
-      size_t end = std::min(value.find(',', pos), value.size());
-      beast::string_view tok = value.substr(pos, end - pos);
-      while (!tok.empty() && (tok.front() == ' ' || tok.front() == '\t')) tok.remove_prefix(1);
-      while (!tok.empty() && (tok.back() == ' ' || tok.back() == '\t')) tok.remove_suffix(1);
-      if (!tok.empty() && !beast::iequals(tok, "close") && !beast::iequals(tok, "keep-alive") &&
-          !beast::iequals(tok, "upgrade")) {
-        named_.emplace_back(tok.data(), tok.size());
-      }
-      pos = end + 1;
-    }
-  }
+  if (name == http::field::connection) AddConnectionNamed(value, named_);
   bool drop = false;
   if (upgraded() && (name == http::field::upgrade || name == http::field::connection)) {
     drop = false;
