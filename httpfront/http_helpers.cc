@@ -273,8 +273,10 @@ void ResponseRelayParser::on_header_impl(beast::error_code&) {
   kept.assign(out_, 0, from);
   for (const Line& l : lines_) {
     beast::string_view n(out_.data() + l.at, l.name_size);
+    // Never the fields the body's framing rests on, whatever Connection says.
+    bool framing = beast::iequals(n, "content-length") || beast::iequals(n, "transfer-encoding");
     bool named = std::any_of(named_.begin(), named_.end(), [n](const std::string& x) { return beast::iequals(n, x); });
-    if (!named) kept.append(out_, l.at, l.size);
+    if (framing || !named) kept.append(out_, l.at, l.size);
   }
   out_.swap(kept);
 }

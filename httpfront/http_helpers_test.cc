@@ -168,6 +168,19 @@ TEST(ResponseRelayParserTest, WritesTheHeaderAsTheClientGetsIt) {
   EXPECT_EQ(body, "hello");
 }
 
+TEST(ResponseRelayParserTest, ConnectionCannotTakeTheBodysFraming) {
+  // A client must still see where the body ends (as DropHopByHop keeps them for requests).
+  std::string body;
+  beast::error_code ec;
+  std::string out = RelayResponse(
+      "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: Content-Length, Transfer-Encoding, X-A\r\n"
+      "X-A: 1\r\n\r\nabc",
+      11, false, &body, &ec);
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_EQ(out, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(body, "abc");
+}
+
 TEST(ResponseRelayParserTest, AWebSocketsSwitchKeepsUpgradeAndConnection) {
   std::string wire =
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
