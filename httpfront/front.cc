@@ -299,19 +299,23 @@ Task<void> ServeTls(Shared& sh, Socket socket) {
   beast::flat_buffer buf;
   ConnBuffers bufs;
   const std::string& domain = sh.config.domain;
-  bool linger = false;  // the connection ends with our reply, not the client's leaving
+  // Whether the connection ends with a reply of ours (every way out of the
+  // loop but the client's leaving and a broken connection): see below.
+  bool linger = true;
   try {
     for (bool first = true;; first = false) {
       auto parser = ParserIn<RequestParser>(bufs.fields);
       auto refused = co_await ReadRequestHeader(sh, stream, buf, parser, first, ec);
-      if (ec) break;
+      if (ec) {
+        linger = false;
+        break;
+      }
       if (refused) {
         const char* title = *refused == http::status::request_header_fields_too_large ? "Header too large"
                             : *refused == http::status::payload_too_large          ? "Body too large"
                                                                                     : "Bad request";
         co_await WriteReply(stream, ErrorPage(*refused, title, "<p>exed refused this request.</p>", true), 11, false,
                             false);
-        linger = true;
         break;
       }
       auto& req = parser.get();
@@ -324,7 +328,6 @@ Task<void> ServeTls(Shared& sh, Socket socket) {
                             ErrorPage(http::status::misdirected_request, "Misdirected",
                                       "<p>This connection is for another host name.</p>", true),
                             version, false, head);
-        linger = true;
         break;
       }
       Reply reply;
@@ -399,10 +402,7 @@ Task<void> ServeTls(Shared& sh, Socket socket) {
             handled = true;
           } else {
             bool keep = co_await Proxy(sh, stream, buf, bufs, parser, *vm, who, remote, host_header);
-            if (!keep) {
-              linger = true;
-              break;
-            }
+            if (!keep) break;
             continue;
           }
         }
@@ -416,13 +416,11 @@ Task<void> ServeTls(Shared& sh, Socket socket) {
         bool drained = parser.is_done() || (!req.has_content_length() && !req.chunked());
         bool keep = req.keep_alive() && drained && !reply.close;
         co_await WriteReply(stream, reply, version, keep, head);
-        if (!keep) {
-          linger = true;
-          break;
-        }
+        if (!keep) break;
       }
     }
   } catch (const std::exception& e) {
+    linger = false;
     spdlog::debug("event=http-connection-error source={} error=\"{}\"", remote, e.what());
   }
   auto& lowest = beast::get_lowest_layer(stream);

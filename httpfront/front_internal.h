@@ -107,8 +107,6 @@ template <class Parser>
 Parser ParserIn(FieldArena& arena) {
   return Parser(std::piecewise_construct, std::make_tuple(), std::make_tuple(FieldAlloc(&arena)));
 }
-using Response = http::response<http::buffer_body>;
-
 
 inline constexpr size_t kChunk = 64 * 1024;
 inline constexpr auto kCacheFor = std::chrono::seconds(2);
@@ -182,8 +180,9 @@ bool PlainUrlChars(std::string_view s);
 std::string PathOf(beast::string_view target);
 std::string SetCookie(const char* name, const std::string& value, int64_t max_age);
 // By the field's code: Beast's parser gives each of these names its code,
-// whatever its case.
-bool IsHopByHop(http::field f);
+// whatever its case. With `upgrade` (a WebSocket's request or its 101),
+// Upgrade and Connection go on.
+bool IsHopByHop(http::field f, bool upgrade = false);
 bool IsWebSocketUpgrade(const Request& req);
 
 // A header's bytes as they go on the wire, appended to `out`: the start line
@@ -236,14 +235,11 @@ class ResponseRelayParser : public http::basic_parser<false> {
   }
   void on_finish_impl(beast::error_code&) override {}
 
-  struct Line {
-    size_t at, size, name_size;
-  };
   std::string& out_;
   const unsigned client_version_;
   const bool websocket_;
   int status_ = 0;
-  std::vector<Line> lines_;         // the fields written, for a Connection that names one
+  size_t fields_at_ = 0;            // where in out_ the field lines start
   std::vector<std::string> named_;  // fields the Connection field names
   http::buffer_body::value_type body_{};
 };
@@ -272,7 +268,7 @@ bool FoldedEquals(std::string_view name, std::string_view lower, bool prefix = f
 void AddConnectionNamed(beast::string_view value, std::vector<std::string>& named);
 
 // Removes hop-by-hop fields (and any the Connection field names), keeping
-// Transfer-Encoding, which describes the body the serializer will write.
+// Content-Length and Transfer-Encoding, which say how the body is framed.
 // One pass and no allocation unless Connection names other fields.
 template <class Fields>
 void DropHopByHop(Fields& f, bool keep_upgrade) {
@@ -285,10 +281,8 @@ void DropHopByHop(Fields& f, bool keep_upgrade) {
     bool drop;
     if (n == http::field::transfer_encoding || n == http::field::content_length) {
       drop = false;
-    } else if (keep_upgrade && (n == http::field::upgrade || n == http::field::connection)) {
-      drop = false;
     } else {
-      drop = IsHopByHop(n);
+      drop = IsHopByHop(n, keep_upgrade);
       for (size_t i = 0; !drop && i < named.size(); ++i) drop = beast::iequals(it->name_string(), named[i]);
     }
     it = drop ? f.erase(it) : std::next(it);

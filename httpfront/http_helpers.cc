@@ -92,14 +92,15 @@ std::string SetCookie(const char* name, const std::string& value, int64_t max_ag
   return fmt::format("{}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}", name, value, max_age);
 }
 
-bool IsHopByHop(http::field f) {
+bool IsHopByHop(http::field f, bool upgrade) {
   switch (f) {
     case http::field::connection:
+    case http::field::upgrade:
+      return !upgrade;
     case http::field::keep_alive:
     case http::field::proxy_connection:
     case http::field::te:
     case http::field::trailer:
-    case http::field::upgrade:
     case http::field::proxy_authorization:
     case http::field::proxy_authenticate:
       return true;
@@ -145,32 +146,29 @@ Reply ErrorPage(http::status status, const std::string& title, const std::string
 
 namespace {
 
-// One resize and a memcpy per piece: string appends cost about twice as much.
+// "NAME: VALUE" and CRLF: one resize and a memcpy per piece (string appends
+// cost about twice as much).
+void AppendFieldLine(std::string& out, beast::string_view name, beast::string_view value) {
+  size_t at = out.size();
+  out.resize(at + name.size() + value.size() + 4);
+  char* p = out.data() + at;
+  std::memcpy(p, name.data(), name.size());
+  p += name.size();
+  std::memcpy(p, ": ", 2);
+  p += 2;
+  std::memcpy(p, value.data(), value.size());
+  p += value.size();
+  std::memcpy(p, "\r\n", 2);
+}
+
 template <class F>
 void AppendFields(std::string& out, const F& f, std::span<const ExtraField> extra) {
   size_t total = 2;
   for (const auto& field : f) total += field.name_string().size() + field.value().size() + 4;
   for (const auto& e : extra) total += e.name.size() + e.value.size() + 4;
-  size_t at = out.size();
-  out.resize(at + total);
-  char* p = out.data() + at;
-  auto put = [&p](const char* data, size_t n) {
-    std::memcpy(p, data, n);
-    p += n;
-  };
-  for (const auto& field : f) {
-    put(field.name_string().data(), field.name_string().size());
-    put(": ", 2);
-    put(field.value().data(), field.value().size());
-    put("\r\n", 2);
-  }
-  for (const auto& e : extra) {
-    put(e.name.data(), e.name.size());
-    put(": ", 2);
-    put(e.value.data(), e.value.size());
-    put("\r\n", 2);
-  }
-  put("\r\n", 2);
+  out.reserve(out.size() + total);
+  for (const auto& field : f) AppendFieldLine(out, field.name_string(), field.value());
+  FinishHeader(out, extra);
 }
 
 void AppendVersion(std::string& out, unsigned version) {
@@ -178,6 +176,16 @@ void AppendVersion(std::string& out, unsigned version) {
   out.push_back(static_cast<char>('0' + version / 10 % 10));
   out.push_back('.');
   out.push_back(static_cast<char>('0' + version % 10));
+}
+
+void AppendStatusLine(std::string& out, unsigned version, unsigned code, beast::string_view reason) {
+  AppendVersion(out, version);
+  unsigned c = code % 1000;
+  const char digits[5] = {' ', static_cast<char>('0' + c / 100), static_cast<char>('0' + c / 10 % 10),
+                          static_cast<char>('0' + c % 10), ' '};
+  out.append(digits, sizeof digits);
+  out.append(reason.data(), reason.size());
+  out.append("\r\n", 2);
 }
 
 }  // namespace
@@ -195,13 +203,7 @@ void AppendHeader(std::string& out, const http::header<true, F>& h, std::span<co
 
 template <class F>
 void AppendHeader(std::string& out, const http::header<false, F>& h, std::span<const ExtraField> extra) {
-  AppendVersion(out, h.version());
-  unsigned c = h.result_int() % 1000;
-  const char code[5] = {' ', static_cast<char>('0' + c / 100), static_cast<char>('0' + c / 10 % 10),
-                        static_cast<char>('0' + c % 10), ' '};
-  out.append(code, sizeof code);
-  out.append(h.reason().data(), h.reason().size());
-  out.append("\r\n", 2);
+  AppendStatusLine(out, h.version(), h.result_int(), h.reason());
   AppendFields(out, h, extra);
 }
 
@@ -226,57 +228,33 @@ void AddConnectionNamed(beast::string_view value, std::vector<std::string>& name
 
 void ResponseRelayParser::on_response_impl(int code, beast::string_view reason, int, beast::error_code&) {
   status_ = code;
-  lines_.clear();
   named_.clear();
-  AppendVersion(out_, client_version_);
-  unsigned c = static_cast<unsigned>(code) % 1000;
-  const char digits[5] = {' ', static_cast<char>('0' + c / 100), static_cast<char>('0' + c / 10 % 10),
-                          static_cast<char>('0' + c % 10), ' '};
-  out_.append(digits, sizeof digits);
-  out_.append(reason.data(), reason.size());
-  out_.append("\r\n", 2);
+  AppendStatusLine(out_, client_version_, static_cast<unsigned>(code), reason);
+  fields_at_ = out_.size();
 }
 
 void ResponseRelayParser::on_field_impl(http::field name, beast::string_view name_string, beast::string_view value,
                                         beast::error_code&) {
   if (name == http::field::connection) AddConnectionNamed(value, named_);
-  bool drop = false;
-  if (upgraded() && (name == http::field::upgrade || name == http::field::connection)) {
-    drop = false;
-  } else if (IsHopByHop(name)) {
-    drop = true;
-  } else if (name == http::field::set_cookie) {
-    // A VM may not set (or clear) exed's cookies.
-    drop = beast::iequals(value.substr(0, 11), "__host-exed");
-  }
-  if (drop) return;
-  size_t at = out_.size();
-  size_t size = name_string.size() + value.size() + 4;
-  out_.resize(at + size);
-  char* p = out_.data() + at;
-  std::memcpy(p, name_string.data(), name_string.size());
-  p += name_string.size();
-  std::memcpy(p, ": ", 2);
-  p += 2;
-  std::memcpy(p, value.data(), value.size());
-  p += value.size();
-  std::memcpy(p, "\r\n", 2);
-  lines_.push_back({at, size, name_string.size()});
+  if (IsHopByHop(name, upgraded())) return;
+  // A VM may not set (or clear) exed's cookies.
+  if (name == http::field::set_cookie && beast::iequals(value.substr(0, 11), "__host-exed")) return;
+  AppendFieldLine(out_, name_string, value);
 }
 
 void ResponseRelayParser::on_header_impl(beast::error_code&) {
   if (named_.empty()) return;
   // Fields the Connection field names are hop-by-hop too (RFC 9110 7.6.1),
-  // wherever they came: the header is written again without them.
-  std::string kept;
-  size_t from = lines_.empty() ? out_.size() : lines_.front().at;
-  kept.assign(out_, 0, from);
-  for (const Line& l : lines_) {
-    beast::string_view n(out_.data() + l.at, l.name_size);
+  // wherever they came: the field lines are written again without them.
+  std::string kept(out_, 0, fields_at_);
+  for (size_t at = fields_at_; at < out_.size();) {
+    size_t end = out_.find("\r\n", at) + 2;
+    beast::string_view n(out_.data() + at, out_.find(':', at) - at);
     // Never the fields the body's framing rests on, whatever Connection says.
     bool framing = beast::iequals(n, "content-length") || beast::iequals(n, "transfer-encoding");
     bool named = std::any_of(named_.begin(), named_.end(), [n](const std::string& x) { return beast::iequals(n, x); });
-    if (framing || !named) kept.append(out_, l.at, l.size);
+    if (framing || !named) kept.append(out_, at, end - at);
+    at = end;
   }
   out_.swap(kept);
 }
@@ -296,12 +274,7 @@ size_t ResponseRelayParser::on_body_impl(beast::string_view body, beast::error_c
 }
 
 void FinishHeader(std::string& out, std::span<const ExtraField> extra) {
-  for (const auto& e : extra) {
-    out.append(e.name.data(), e.name.size());
-    out.append(": ", 2);
-    out.append(e.value.data(), e.value.size());
-    out.append("\r\n", 2);
-  }
+  for (const auto& e : extra) AppendFieldLine(out, {e.name.data(), e.name.size()}, {e.value.data(), e.value.size()});
   out.append("\r\n", 2);
 }
 
