@@ -417,7 +417,8 @@ struct ConnBuffers {
   // (not zero-filled; none at all while no message has a body).
   std::unique_ptr<char[]> request_chunk, response_chunk;
   beast::flat_buffer response;  // the VM's bytes
-  std::string head;             // a header on its way out (AppendHeader)
+  std::string head;             // the request's header on its way out (AppendHeader)
+  std::string response_head;    // the response's (ResponseRelayParser)
   FieldArena fields;            // the request's and the response's fields
 };
 

@@ -187,10 +187,9 @@ Task<void> ReadResponseHeader(TcpStream& up, beast::flat_buffer& buf, ResponseRe
 
 // Whether a pooled connection is still good to send a request on. The VM may
 // have closed it while idle (servers time idle keep-alive connections out): a
-// closed one reads EOF at once, and one with bytes nobody asked for is no
-// good either. Only "nothing to read" is idle.
+// closed one reads EOF at once, and one with bytes nobody asked for (a 408
+// sent before closing) is no good either. Only "nothing to read" is idle.
 bool StillIdle(TcpStream& s) {
-  if (!s.socket().is_open()) return false;
   char c;
   ssize_t n = ::recv(s.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -198,18 +197,21 @@ bool StillIdle(TcpStream& s) {
 
 // An idle connection to `port` for a request on `ex`'s io_context: one made
 // there, else one moved over from another io_context (the socket moves; its
-// old stream, with no operation pending, is dropped), else null.
-std::unique_ptr<TcpStream> TakeIdle(Shared& sh, const Executor& ex, int port) {
+// old stream, with no operation pending, is dropped), else null. With
+// `check`, each is first asked whether the VM closed it (StillIdle, one
+// system call); without, the caller sends on it as it is and goes again on
+// a new connection if that fails (Proxy, for a request it can send twice).
+std::unique_ptr<TcpStream> TakeIdle(Shared& sh, const Executor& ex, int port, bool check) {
   Shared::UpstreamPool& own = sh.PoolOf(ex);
   // Pops idle connections to `port` from `pool` until one still is.
-  auto take = [port](Shared::UpstreamPool& pool) -> std::unique_ptr<TcpStream> {
+  auto take = [port, check](Shared::UpstreamPool& pool) -> std::unique_ptr<TcpStream> {
     std::lock_guard lock(pool.mu);
     auto it = pool.idle.find(port);
     if (it == pool.idle.end()) return nullptr;
     while (!it->second.empty()) {
       auto s = std::move(it->second.back());
       it->second.pop_back();
-      if (StillIdle(*s)) return s;
+      if (s->socket().is_open() && (!check || StillIdle(*s))) return s;
     }
     return nullptr;
   };
@@ -299,116 +301,151 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
     co_return false;
   };
 
-  // An idle pooled connection, else a new one.
-  auto ex = co_await net::this_coro::executor;
-  std::unique_ptr<TcpStream> up = websocket ? nullptr : TakeIdle(sh, ex, vm.web_port);
-  bool reused = up != nullptr;
-  if (!up) {
-    up = std::make_unique<TcpStream>(ex);
-    up->expires_after(sh.config.upstream_connect_timeout);
-    beast::error_code ec;
-    co_await up->async_connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), static_cast<uint16_t>(vm.web_port)),
-                               net::redirect_error(kAwait, ec));
-    // Header and body go as separate writes: with Nagle, a small body would
-    // wait ~40 ms for the VM's delayed ACK.
-    if (!ec) up->socket().set_option(tcp::no_delay(true), ec);
-    if (ec) {
-      // The VM may have stopped since its state was cached: ask again, and
-      // say it is stopped rather than that nothing answers.
-      sh.targets.Erase(vm.name);
-      if (auto now = co_await TargetOf(sh, vm.name); now && now->status != "running") {
-        co_await WriteReply(client, NotRunningPage(sh, *now, true), version, false, head_request);
-        co_return false;
-      }
-      co_return co_await fail(
-          ec == beast::error::timeout ? http::status::gateway_timeout : http::status::bad_gateway,
-          "VM not answering",
-          fmt::format("<p>Nothing answers on port {} of VM <b>{}</b> ({}). Is a web server running in it? "
-                      "<code>share port {} PORT</code> picks another port.</p>",
-                      vm.guest_web_port, HtmlEscape(vm.name), HtmlEscape(ec.message()), HtmlEscape(vm.name)));
-    }
-  }
-  if (expect_continue) {
-    beast::get_lowest_layer(client).expires_after(std::chrono::seconds(30));
-    co_await net::async_write(client, net::buffer(std::string_view("HTTP/1.1 100 Continue\r\n\r\n")),
-                              kAwait);
-  }
-
   std::string& head = bufs.head;
   head.clear();
   AppendHeader(head, req, std::span(added.data(), n_added));
   const Framing request_framing = parser.is_done() ? Framing::kNone
                                   : req.chunked()  ? Framing::kChunked
                                                    : Framing::kRaw;
-  bool too_large = false;
-  std::optional<beast::error_code> malformed, unsent;
-  try {
-    if (request_framing == Framing::kNone) {  // the header alone, without Relay's frame
-      std::array<net::const_buffer, 4> b;
-      b[0] = net::buffer(head);
-      co_await WriteAll(sh, *up, b, 1);
-      head.clear();
-    } else {
-      co_await Relay(sh, client, cbuf, parser, *up, head, request_framing, bufs.request_chunk);
-    }
-  } catch (const beast::system_error& e) {
-    // The client's body broke the HTTP rules (a bad chunk size): a 400, as for
-    // a bad header. The VM's connection goes with `up`, mid-request.
-    if (e.code() == http::error::body_limit) {
-      too_large = true;
-    } else if (e.code().category() == beast::error_code(http::error::bad_chunk).category() &&
-               e.code() != http::error::partial_message) {
-      malformed = e.code();
-    } else {
-      // The VM's connection broke (or the client's: then this answer goes
-      // nowhere). Nothing of a response has gone out yet: a 502 says so.
-      unsent = e.code();
-    }
-  }
-  if (unsent) {
-    co_return co_await fail(http::status::bad_gateway, "VM connection failed",
-                            "<p>The request could not be passed on to the VM: " + HtmlEscape(unsent->message()) +
-                                "</p>");
-  }
-  if (too_large) {
-    co_return co_await fail(http::status::payload_too_large, "Too large", "<p>The request body is too large.</p>");
-  }
-  if (malformed) {
-    spdlog::info("event=http-bad-request error=\"{}\"", malformed->message());
-    co_return co_await fail(http::status::bad_request, "Bad request",
-                            "<p>exed refused this request: " + HtmlEscape(malformed->message()) + "</p>");
-  }
+  // A request without a body and with an idempotent method can be sent
+  // again: its header is all of it, and RFC 9110 9.2.2 lets a client repeat
+  // it. It takes a pooled connection unchecked and, should that one turn out
+  // closed by the VM while idle (no answer, or a 408 the VM sent before
+  // closing), goes once more on a new connection, as nginx and browsers do.
+  // Any other request checks its pooled connection first (StillIdle), for
+  // its body cannot be sent twice.
+  const http::verb method = req.method();
+  const bool replayable = !websocket && request_framing == Framing::kNone &&
+                          (method == http::verb::get || head_request || method == http::verb::options ||
+                           method == http::verb::put || method == http::verb::delete_ ||
+                           method == http::verb::trace);
 
-  // The response. Read in 64 KiB, not Beast's default 512 bytes.
+  // The response. Read in 64 KiB, not Beast's default 512 bytes; its header
+  // goes to `rhead` (ResponseRelayParser), the request's stays in `head`
+  // until an answer came.
+  auto ex = co_await net::this_coro::executor;
   beast::flat_buffer& ubuf = bufs.response;
-  ubuf.consume(ubuf.size());
-  ubuf.reserve(kChunk);
-  head.clear();
-  ResponseRelayParser rp(head, version, websocket);
-  rp.body_limit(std::numeric_limits<std::uint64_t>::max());
-  rp.header_limit(64 * 1024);
-  if (head_request) rp.skip(true);
-  up->expires_after(sh.config.upstream_timeout);
-  beast::error_code ec;
-  co_await ReadResponseHeader(*up, ubuf, rp, 64 * 1024, ec);
-  if (ec) {
-    (void)reused;
+  std::string& rhead = bufs.response_head;
+  std::optional<ResponseRelayParser> rp;
+  std::unique_ptr<TcpStream> up = websocket ? nullptr : TakeIdle(sh, ex, vm.web_port, !replayable);
+  bool reused = up != nullptr;
+  bool continued = false;  // the 100 Continue went out
+  while (true) {
+    if (!up) {
+      up = std::make_unique<TcpStream>(ex);
+      up->expires_after(sh.config.upstream_connect_timeout);
+      beast::error_code ec;
+      co_await up->async_connect(
+          tcp::endpoint(net::ip::make_address("127.0.0.1"), static_cast<uint16_t>(vm.web_port)),
+          net::redirect_error(kAwait, ec));
+      // Header and body go as separate writes: with Nagle, a small body would
+      // wait ~40 ms for the VM's delayed ACK.
+      if (!ec) up->socket().set_option(tcp::no_delay(true), ec);
+      if (ec) {
+        // The VM may have stopped since its state was cached: ask again, and
+        // say it is stopped rather than that nothing answers.
+        sh.targets.Erase(vm.name);
+        if (auto now = co_await TargetOf(sh, vm.name); now && now->status != "running") {
+          co_await WriteReply(client, NotRunningPage(sh, *now, true), version, false, head_request);
+          co_return false;
+        }
+        co_return co_await fail(
+            ec == beast::error::timeout ? http::status::gateway_timeout : http::status::bad_gateway,
+            "VM not answering",
+            fmt::format("<p>Nothing answers on port {} of VM <b>{}</b> ({}). Is a web server running in it? "
+                        "<code>share port {} PORT</code> picks another port.</p>",
+                        vm.guest_web_port, HtmlEscape(vm.name), HtmlEscape(ec.message()), HtmlEscape(vm.name)));
+      }
+    }
+    if (expect_continue && !continued) {
+      beast::get_lowest_layer(client).expires_after(std::chrono::seconds(30));
+      co_await net::async_write(client, net::buffer(std::string_view("HTTP/1.1 100 Continue\r\n\r\n")),
+                                kAwait);
+      continued = true;
+    }
+
+    bool too_large = false;
+    std::optional<beast::error_code> malformed, unsent;
+    try {
+      if (request_framing == Framing::kNone) {  // the header alone, without Relay's frame
+        std::array<net::const_buffer, 4> b;
+        b[0] = net::buffer(head);
+        co_await WriteAll(sh, *up, b, 1);
+      } else {
+        co_await Relay(sh, client, cbuf, parser, *up, head, request_framing, bufs.request_chunk);
+      }
+    } catch (const beast::system_error& e) {
+      // The client's body broke the HTTP rules (a bad chunk size): a 400, as for
+      // a bad header. The VM's connection goes with `up`, mid-request.
+      if (e.code() == http::error::body_limit) {
+        too_large = true;
+      } else if (e.code().category() == beast::error_code(http::error::bad_chunk).category() &&
+                 e.code() != http::error::partial_message) {
+        malformed = e.code();
+      } else {
+        // The VM's connection broke (or the client's: then this answer goes
+        // nowhere). Nothing of a response has gone out yet: a 502 says so.
+        unsent = e.code();
+      }
+    }
+    if (unsent && reused && replayable) {
+      up.reset();
+      reused = false;
+      continue;
+    }
+    if (unsent) {
+      co_return co_await fail(http::status::bad_gateway, "VM connection failed",
+                              "<p>The request could not be passed on to the VM: " +
+                                  HtmlEscape(unsent->message()) + "</p>");
+    }
+    if (too_large) {
+      co_return co_await fail(http::status::payload_too_large, "Too large",
+                              "<p>The request body is too large.</p>");
+    }
+    if (malformed) {
+      spdlog::info("event=http-bad-request error=\"{}\"", malformed->message());
+      co_return co_await fail(http::status::bad_request, "Bad request",
+                              "<p>exed refused this request: " + HtmlEscape(malformed->message()) + "</p>");
+    }
+
+    ubuf.consume(ubuf.size());
+    ubuf.reserve(kChunk);
+    rhead.clear();
+    rp.emplace(rhead, version, websocket);
+    rp->body_limit(std::numeric_limits<std::uint64_t>::max());
+    rp->header_limit(64 * 1024);
+    if (head_request) rp->skip(true);
+    up->expires_after(sh.config.upstream_timeout);
+    beast::error_code ec;
+    co_await ReadResponseHeader(*up, ubuf, *rp, 64 * 1024, ec);
+    // A reused connection that closed (or answered 408) before this request
+    // reached the VM: once more on a new one. Not after a timeout: the VM
+    // got the request and is slow.
+    if (reused && replayable && ((ec && ec != beast::error::timeout) || (!ec && rp->status() == 408))) {
+      up.reset();
+      reused = false;
+      continue;
+    }
     if (ec == beast::error::timeout) {
       co_return co_await fail(http::status::gateway_timeout, "VM too slow",
                               fmt::format("<p>VM <b>{}</b> did not answer within {} s.</p>", HtmlEscape(vm.name),
                                           sh.config.upstream_timeout.count()));
     }
-    co_return co_await fail(http::status::bad_gateway, "Bad answer from the VM",
-                            "<p>The VM's web server closed the connection or sent something that is not HTTP: " +
-                                HtmlEscape(ec.message()) + "</p>");
+    if (ec) {
+      co_return co_await fail(http::status::bad_gateway, "Bad answer from the VM",
+                              "<p>The VM's web server closed the connection or sent something that is not HTTP: " +
+                                  HtmlEscape(ec.message()) + "</p>");
+    }
+    break;
   }
-  // `head` holds the response's status line and the fields that go on
+  // `rhead` holds the response's status line and the fields that go on
   // (ResponseRelayParser: no hop-by-hop ones, none of exed's cookies).
-  bool upstream_keep_alive = rp.keep_alive();
-  if (rp.upgraded()) {
-    FinishHeader(head, {});
+  ResponseRelayParser& res = *rp;
+  bool upstream_keep_alive = res.keep_alive();
+  if (res.upgraded()) {
+    FinishHeader(rhead, {});
     beast::get_lowest_layer(client).expires_after(std::chrono::seconds(30));
-    co_await net::async_write(client, net::buffer(head), kAwait);
+    co_await net::async_write(client, net::buffer(rhead), kAwait);
     // Bytes read past either header belong to the tunnel.
     if (ubuf.size()) {
       co_await net::async_write(client, ubuf.data(), kAwait);
@@ -434,8 +471,8 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
     co_return false;
   }
 
-  const int code = rp.status();
-  bool keep = client_keep_alive && (rp.is_done() || rp.content_length() || rp.chunked() || head_request ||
+  const int code = res.status();
+  bool keep = client_keep_alive && (res.is_done() || res.content_length() || res.chunked() || head_request ||
                                     code == 204 || code == 304);
   // No Connection field went through: what keep_alive(keep) would write for
   // the client's version.
@@ -444,10 +481,10 @@ Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBu
   if (version >= 11 && !keep) connection[n_connection++] = {"Connection", "close"};
   if (version < 11 && keep) connection[n_connection++] = {"Connection", "keep-alive"};
   const Framing response_framing = head_request || code / 100 == 1 || code == 204 || code == 304 ? Framing::kNone
-                                   : rp.chunked()                                              ? Framing::kChunked
+                                   : res.chunked()                                              ? Framing::kChunked
                                                                                                : Framing::kRaw;
-  FinishHeader(head, std::span(connection.data(), n_connection));
-  bool whole = co_await Relay(sh, *up, ubuf, rp, client, head, response_framing, bufs.response_chunk);
+  FinishHeader(rhead, std::span(connection.data(), n_connection));
+  bool whole = co_await Relay(sh, *up, ubuf, res, client, rhead, response_framing, bufs.response_chunk);
   if (upstream_keep_alive && whole && ubuf.size() == 0) {
     up->expires_never();
     GiveBack(sh, ex, vm.web_port, std::move(up));

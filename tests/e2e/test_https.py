@@ -86,7 +86,9 @@ EOF
 # A keep-alive web server for the last tests, run by `nc -ll -e` (one process
 # per connection) in place of busybox httpd, which closes every connection and
 # whose CGI path takes uploads at about 1 MB/s under TCG. It answers each
-# request with Content-Length and keeps the connection until it idles 2 s; a
+# request with Content-Length and keeps the connection until it idles 2 s,
+# then sends a 408 and closes (as some servers do: a pooled connection can
+# hold an answer nobody asked for); a
 # request body (by Content-Length or chunked) is counted and discarded (dd with
 # count_bytes,fullblock reads exactly that many bytes; busybox head -c reads a
 # whole buffer from a socket and drops what follows, the next chunk's size
@@ -131,6 +133,7 @@ while read -t 2 line; do
   fi
   printf 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %%d\r\n\r\n%%s' ${#body} "$body"
 done
+printf 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n'
 EOF
 chmod 755 /var/www/cgi-bin/* /root/kasrv
 rm -f /tmp/hits
@@ -539,11 +542,18 @@ class Https(HttpsClient, unittest.TestCase):
         second = self.curl(self.vmurl + "/b", jar=ann)
         self.assertEqual(second.status, 200, second)
         self.assertEqual(second.body.split()[0], conn, f"the upstream connection was kept: {first.body}, {second.body}")
-        # The VM's server closes idle connections after 2 s; the next request must not get the dead one.
+        # The VM's server sends a 408 and closes idle connections after 2 s; the next request must not
+        # get that answer: a GET goes once more on a new connection, a POST (its body cannot be sent
+        # twice) checks the pooled connection first.
         time.sleep(3)
         third = self.curl(self.vmurl + "/c", jar=ann)
         self.assertEqual(third.status, 200, f"a pooled connection the VM had closed: {third}")
         self.assertNotEqual(third.body.split()[0], conn)
+        time.sleep(3)
+        fourth = self.curl(self.vmurl + "/d", "--data-binary", "hello", jar=ann)
+        self.assertEqual(fourth.status, 200, f"a POST on a pooled connection the VM had closed: {fourth}")
+        self.assertNotEqual(fourth.body.split()[0], third.body.split()[0])
+        self.assertIn("got=5", fourth.body)
 
     def test_91_websocket_is_tunnelled(self):
         s = self.tls()
