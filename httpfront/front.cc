@@ -299,6 +299,9 @@ Task<void> ServeTls(Shared& sh, Socket socket) {
   beast::flat_buffer buf;
   ConnBuffers bufs;
   const std::string& domain = sh.config.domain;
+  // The request's Host field, and without port and lowercase; their memory
+  // kept from request to request.
+  std::string host_header, host;
   // Whether the connection ends with a reply of ours (every way out of the
   // loop but the client's leaving and a broken connection): see below.
   bool linger = true;
@@ -321,8 +324,8 @@ Task<void> ServeTls(Shared& sh, Socket socket) {
       auto& req = parser.get();
       const unsigned version = req.version();
       const bool head = req.method() == http::verb::head;
-      std::string host_header(req[http::field::host]);
-      std::string host = HostOnly(host_header);
+      host_header.assign(SV(req[http::field::host]));  // a copy: Proxy may drop the field (Connection: Host)
+      HostOnly(host_header, host);
       if (!sni.empty() && sni != host) {
         co_await WriteReply(stream,
                             ErrorPage(http::status::misdirected_request, "Misdirected",

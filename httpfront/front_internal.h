@@ -168,7 +168,9 @@ class TtlCache {
 
 std::string_view SV(beast::string_view s);
 std::string Lower(std::string s);
-// Host header without port, lowercase.
+// Host header without port, lowercase; into `out`, whose memory a
+// connection keeps from request to request.
+void HostOnly(beast::string_view h, std::string& out);
 std::string HostOnly(beast::string_view h);
 std::string CookieValue(beast::string_view bheader, std::string_view name);
 // The Cookie header without exed's own cookies (a VM never sees them).
@@ -380,7 +382,9 @@ Task<std::invoke_result_t<F&>> OffLoop(Shared& sh, F& f) {
 // A whole response of exed's own (a page, a redirect, JSON).
 struct Reply {
   http::status status = http::status::ok;
-  std::string content_type = "text/html; charset=utf-8";
+  // A literal: no string to build for each request that is not ours (a
+  // Reply is made before the loop knows whether it proxies).
+  const char* content_type = "text/html; charset=utf-8";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
   bool close = false;
@@ -437,6 +441,6 @@ Task<control::Result<control::WebTarget>> AskTarget(Shared& sh, const std::strin
 Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBuffers& bufs,
                  RequestParser& parser,
                  const control::WebTarget& vm, const std::optional<control::WebIdentity>& who,
-                 const std::string& remote, const std::string& host_header);
+                 const std::string& remote, std::string_view host_header);
 
 }  // namespace httpfront

@@ -15,11 +15,18 @@ std::string Lower(std::string s) {
   return s;
 }
 
-std::string HostOnly(beast::string_view h) {
+void HostOnly(beast::string_view h, std::string& out) {
   if (auto colon = h.rfind(':'); colon != beast::string_view::npos && h.find(']') == beast::string_view::npos) {
     h = h.substr(0, colon);
   }
-  return Lower(std::string(h));
+  out.assign(h.data(), h.size());
+  out = Lower(std::move(out));  // moved both ways: `out`'s memory stays
+}
+
+std::string HostOnly(beast::string_view h) {
+  std::string out;
+  HostOnly(h, out);
+  return out;
 }
 
 namespace {

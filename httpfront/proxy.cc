@@ -250,7 +250,7 @@ void GiveBack(Shared& sh, const Executor& ex, int port, std::unique_ptr<TcpStrea
 Task<bool> Proxy(Shared& sh, TlsStream& client, beast::flat_buffer& cbuf, ConnBuffers& bufs,
                  RequestParser& parser,
                  const control::WebTarget& vm, const std::optional<control::WebIdentity>& who,
-                 const std::string& remote, const std::string& host_header) {
+                 const std::string& remote, std::string_view host_header) {
   auto& req = parser.get();
   const bool client_keep_alive = req.keep_alive();
   const bool head_request = req.method() == http::verb::head;
