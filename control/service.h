@@ -7,6 +7,7 @@
 // own thread, never from an event loop.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -165,6 +166,11 @@ class Service {
   Status WebLogout(const WebIdentity& who);
   // The VMs the apex page lists for an account.
   Result<std::vector<db::Vm>> VmsOf(int64_t account_id);
+  // Moves on with every committed change to who may open a VM's URL or where
+  // it leads (share set-public/set-private, share add/remove, rm, rename, a
+  // VM stopped or started): the front keeps none of its cached answers from
+  // before it (TtlCache's epochs), so `share set-private` holds at once.
+  uint64_t WebEpoch() const { return web_epoch_.load(std::memory_order_acquire); }
 
   // The line the gateway shows for a VM the caller may not enter.
   std::string NoEntryMessage(const std::string& name) const;
@@ -175,6 +181,9 @@ class Service {
   void AppendHistory(int64_t account_id, const std::string& line);
 
  private:
+  void WebChanged() { web_epoch_.fetch_add(1, std::memory_order_acq_rel); }
+  std::atomic<uint64_t> web_epoch_{0};
+
   Result<std::string> Run(Caller& caller, const Request& req, const StdinReader& read_stdin,
                           const Progress& progress, bool* end_session);
   // VM commands (vms.cc).

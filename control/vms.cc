@@ -304,6 +304,7 @@ Result<std::string> Service::DoRemove(const Caller& caller, const RemoveVms& c, 
       db::DeleteVm(tx, vm->id);
       db::Audit(tx, {caller.account_id, caller.account_name, "vm.rm", json{{"vm", name}}.dump(), caller.source_addr});
       tx.commit();
+      WebChanged();
       return Ok{};
     });
     if (!done) return done.error();
@@ -351,6 +352,7 @@ Status Service::RecordPower(int64_t vm_id, const std::string& desired, const std
     db::SetVmRuntime(tx, vm_id, status, pid);
     db::SetVmRestarts(tx, vm_id, 0);
     tx.commit();
+    WebChanged();
     return Ok{};
   });
 }
@@ -372,6 +374,7 @@ Result<std::string> Service::DoRename(const Caller& caller, const RenameVm& c, b
     db::Audit(tx, {caller.account_id, caller.account_name, "vm.rename", json{{"from", c.from}, {"to", c.to}}.dump(),
                    caller.source_addr});
     tx.commit();
+    WebChanged();
     vm->name = c.to;
     if (json_out) return Dump(json::parse(VmJson(*vm)));
     return fmt::format("renamed {} to {}\n", c.from, c.to);

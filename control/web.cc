@@ -215,6 +215,7 @@ Result<std::string> Service::DoSharePublic(const Caller& caller, const SharePubl
     db::Audit(tx, {caller.account_id, caller.account_name, c.is_public ? "vm.share.public" : "vm.share.private",
                    json{{"vm", vm->name}}.dump(), caller.source_addr});
     tx.commit();
+    WebChanged();
     std::string url = json::parse(VmJson(*vm))["https_url"];
     if (json_out) return Dump({{"vm", vm->name}, {"public", c.is_public}, {"https_url", url}});
     return c.is_public ? fmt::format("{} is public: anyone may open {}\n", vm->name, url)
@@ -237,6 +238,7 @@ Result<std::string> Service::DoShareWeb(const Caller& caller, const ShareWeb& c,
                      json{{"vm", vm->name}, {"account", other->name}}.dump(), caller.source_addr});
     }
     tx.commit();
+    if (changed) WebChanged();
     std::string url = json::parse(VmJson(*vm))["https_url"];
     if (json_out) return Dump({{"vm", vm->name}, {"account", other->name}, {"web", c.add}, {"changed", changed}});
     return c.add ? fmt::format("{} may open {} once logged in\n", other->name, url)

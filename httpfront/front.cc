@@ -275,10 +275,11 @@ Task<std::optional<Reply>> VmHostPath(Shared& sh, const Request& req, const std:
 }
 
 Task<bool> AskMayView(Shared& sh, const std::string& key, const control::WebTarget& vm, int64_t account_id) {
+  const uint64_t epoch = sh.WebEpoch();
   auto job10 = [&sh, vm, account_id] { return sh.service().MayView(vm, account_id); };
   auto r = co_await OffLoop(sh, job10);
   bool may = r && *r;
-  if (r) sh.views.Put(key, may);
+  if (r) sh.views.Put(key, may, epoch);
   co_return may;
 }
 
@@ -369,7 +370,7 @@ Task<void> ServeTls(Shared& sh, Socket socket) {
           reply = *own;
           handled = true;
         } else {
-          auto cached = sh.targets.Get(name);
+          auto cached = sh.targets.Get(name, sh.WebEpoch());
           if (!cached) cached = co_await AskTarget(sh, name);
           const auto& vm = *cached;
           std::optional<control::WebIdentity> who;
@@ -382,7 +383,7 @@ Task<void> ServeTls(Shared& sh, Socket socket) {
           bool may_view = vm && vm->is_public;
           if (vm && !may_view && who) {
             std::string key = fmt::format("{}|{}", vm->vm_id, who->account_id);
-            auto c = sh.views.Get(key);
+            auto c = sh.views.Get(key, sh.WebEpoch());
             may_view = c ? *c : co_await AskMayView(sh, key, *vm, who->account_id);
           }
           if (!vm) {
@@ -512,14 +513,15 @@ control::Status Bind(tcp::acceptor& a, const std::string& addr, int port, int* b
 }  // namespace
 
 Task<control::Result<control::WebTarget>> AskTarget(Shared& sh, const std::string& name) {
+  const uint64_t epoch = sh.WebEpoch();
   auto job9 = [&sh, name] { return sh.service().WebTargetFor(name); };
   auto r = co_await OffLoop(sh, job9);
-  sh.targets.Put(name, r);
+  sh.targets.Put(name, r, epoch);
   co_return r;
 }
 
 Task<control::Result<control::WebTarget>> TargetOf(Shared& sh, const std::string& name) {
-  if (auto c = sh.targets.Get(name)) co_return *c;
+  if (auto c = sh.targets.Get(name, sh.WebEpoch())) co_return *c;
   co_return co_await AskTarget(sh, name);
 }
 

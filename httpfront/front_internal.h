@@ -124,17 +124,23 @@ inline constexpr const char* kLoginCookie = "__Host-exed-login";  // a login in 
 // kRefreshFor after the expiry the others keep the old answer rather than all
 // asking at once (one database query per expiry, not one per open
 // connection). Past that, everyone asks. Erase drops an answer at once.
-// C is the clock (a fake one in tests).
+//
+// An answer is also kept with the epoch its asker read before asking
+// (control::Service::WebEpoch, which moves on with every change to sharing);
+// Get with a later epoch finds nothing, so an answer read before a change,
+// even one Put after it, is never used after it. C is the clock (a fake one
+// in tests).
 template <class V, class C = Clock>
 class TtlCache {
  public:
   static constexpr auto kRefreshFor = std::chrono::seconds(1);
 
-  std::optional<V> Get(const std::string& key) {
+  std::optional<V> Get(const std::string& key, uint64_t epoch = 0) {
     std::lock_guard lock(mu_);
     auto it = map_.find(key);
     if (it == map_.end()) return std::nullopt;
     Entry& e = it->second;
+    if (e.epoch != epoch) return std::nullopt;
     auto now = C::now();
     if (now <= e.fresh_until) return e.value;
     if (now > e.fresh_until + kRefreshFor) return std::nullopt;
@@ -144,10 +150,10 @@ class TtlCache {
     }
     return e.value;
   }
-  void Put(const std::string& key, V v) {
+  void Put(const std::string& key, V v, uint64_t epoch = 0) {
     std::lock_guard lock(mu_);
     if (map_.size() > 10000) map_.clear();  // bounded; a refill costs one query each
-    map_.insert_or_assign(key, Entry{std::move(v), C::now() + kCacheFor, false});
+    map_.insert_or_assign(key, Entry{std::move(v), C::now() + kCacheFor, epoch, false});
   }
   void Erase(const std::string& key) {
     std::lock_guard lock(mu_);
@@ -158,6 +164,7 @@ class TtlCache {
   struct Entry {
     V value;
     typename C::time_point fresh_until;
+    uint64_t epoch;
     bool refreshing = false;  // someone is asking again
   };
   std::mutex mu_;
@@ -347,6 +354,8 @@ struct Front::Shared {
   }
   net::io_context& NextContext() { return *iocs[next_ioc++ % iocs.size()]; }
   control::Service& service() { return *service_ptr; }
+  // For targets and views (TtlCache): read before asking and before looking.
+  uint64_t WebEpoch() const { return service_ptr->WebEpoch(); }
 
   std::string ApexUrl(std::string_view path) const {
     return config.https_port == 443 ? fmt::format("https://{}{}", config.domain, path)

@@ -319,5 +319,19 @@ TEST(TtlCacheTest, EraseDropsAtOnce) {
   EXPECT_EQ(cache.Get("session"), std::nullopt);
 }
 
+TEST(TtlCacheTest, AnAnswerFromBeforeAChangeIsNotUsedAfterIt) {
+  TtlCache<int, FakeClock> cache;
+  FakeClock::t = Clock::time_point{} + std::chrono::hours(3);
+  cache.Put("vm", 1, /*epoch=*/7);
+  EXPECT_EQ(cache.Get("vm", 7), 1);
+  EXPECT_EQ(cache.Get("vm", 8), std::nullopt) << "sharing changed: ask again";
+  EXPECT_EQ(cache.Get("vm", 8), std::nullopt) << "not even the others keep it";
+  // An asker that read epoch 7, then got its answer after the change.
+  cache.Put("vm", 1, 7);
+  EXPECT_EQ(cache.Get("vm", 8), std::nullopt);
+  cache.Put("vm", 2, 8);
+  EXPECT_EQ(cache.Get("vm", 8), 2);
+}
+
 }  // namespace
 }  // namespace httpfront
