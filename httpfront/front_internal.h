@@ -275,6 +275,10 @@ bool FoldedEquals(std::string_view name, std::string_view lower, bool prefix = f
 // Adds to `named` the field names a Connection field's value lists, besides
 // the usual tokens (close, keep-alive, upgrade): hop-by-hop too.
 void AddConnectionNamed(beast::string_view value, std::vector<std::string>& named);
+// Whether field `f` (spelled `name`) is one of those `named` and so goes:
+// never Content-Length or Transfer-Encoding, which frame the body, whatever
+// Connection says.
+bool NamedByConnection(http::field f, beast::string_view name, const std::vector<std::string>& named);
 
 // Removes hop-by-hop fields (and any the Connection field names), keeping
 // Content-Length and Transfer-Encoding, which say how the body is framed.
@@ -286,14 +290,7 @@ void DropHopByHop(Fields& f, bool keep_upgrade) {
     if (it->name() == http::field::connection) AddConnectionNamed(it->value(), named);
   }
   for (auto it = f.begin(); it != f.end();) {
-    http::field n = it->name();
-    bool drop;
-    if (n == http::field::transfer_encoding || n == http::field::content_length) {
-      drop = false;
-    } else {
-      drop = IsHopByHop(n, keep_upgrade);
-      for (size_t i = 0; !drop && i < named.size(); ++i) drop = beast::iequals(it->name_string(), named[i]);
-    }
+    bool drop = IsHopByHop(it->name(), keep_upgrade) || NamedByConnection(it->name(), it->name_string(), named);
     it = drop ? f.erase(it) : std::next(it);
   }
 }

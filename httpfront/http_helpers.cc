@@ -233,6 +233,11 @@ void AddConnectionNamed(beast::string_view value, std::vector<std::string>& name
   }
 }
 
+bool NamedByConnection(http::field f, beast::string_view name, const std::vector<std::string>& named) {
+  if (named.empty() || f == http::field::content_length || f == http::field::transfer_encoding) return false;
+  return std::any_of(named.begin(), named.end(), [name](const std::string& x) { return beast::iequals(name, x); });
+}
+
 void ResponseRelayParser::on_response_impl(int code, beast::string_view reason, int, beast::error_code&) {
   status_ = code;
   named_.clear();
@@ -257,10 +262,7 @@ void ResponseRelayParser::on_header_impl(beast::error_code&) {
   for (size_t at = fields_at_; at < out_.size();) {
     size_t end = out_.find("\r\n", at) + 2;
     beast::string_view n(out_.data() + at, out_.find(':', at) - at);
-    // Never the fields the body's framing rests on, whatever Connection says.
-    bool framing = beast::iequals(n, "content-length") || beast::iequals(n, "transfer-encoding");
-    bool named = std::any_of(named_.begin(), named_.end(), [n](const std::string& x) { return beast::iequals(n, x); });
-    if (framing || !named) kept.append(out_, at, end - at);
+    if (!NamedByConnection(http::string_to_field(n), n, named_)) kept.append(out_, at, end - at);
     at = end;
   }
   out_.swap(kept);
