@@ -358,7 +358,11 @@ void ApplyTlsPolicy(ssl::context& ctx) {
   Check(SSL_CTX_set_cipher_list(c, kTls12Ciphers) == 1, "SSL_CTX_set_cipher_list");
   Check(SSL_CTX_set_ciphersuites(c, kTls13Suites) == 1, "SSL_CTX_set_ciphersuites");
   Check(SSL_CTX_set1_groups_list(c, kGroups) == 1, "SSL_CTX_set1_groups_list");
-  SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  // A peer that closes without close_notify reads as one that sent it (as
+  // nginx does): else OpenSSL 3 answers the close with a fatal alert, written
+  // to a socket the peer has closed. Nothing here reads to the end of a
+  // stream to find where a message ends, so a truncation cannot go unseen.
+  SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
   SSL_CTX_clear_options(c, SSL_OP_NO_TICKET | SSL_OP_ALLOW_CLIENT_RENEGOTIATION |
                                SSL_OP_LEGACY_SERVER_CONNECT | SSL_OP_ALLOW_UNSAFE_LEGACY_RENEGOTIATION);
   SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_SERVER);

@@ -111,17 +111,18 @@ ServerTlsStream::ServerTlsStream(Socket socket, net::ssl::context& ctx) : Deadli
 
 ServerTlsStream::error_code ServerTlsStream::ErrorOf(int err, int r) {
   int sys = errno;
-  if (err == SSL_ERROR_ZERO_RETURN) return net::error::eof;  // close_notify
+  if (err == SSL_ERROR_ZERO_RETURN) {
+    // The peer closed, with close_notify or (SSL_OP_IGNORE_UNEXPECTED_EOF,
+    // ApplyTlsPolicy) without. As nginx: no close_notify to a peer that has
+    // gone (SSL_shutdown only marks the connection closed).
+    SSL_set_quiet_shutdown(core_->ssl, 1);
+    return net::error::eof;
+  }
   core_->broken = true;
   unsigned long e = ERR_peek_error();
-  // The peer closed without close_notify (OpenSSL 3 says so with an SSL
-  // error, 1.1 with SSL_ERROR_SYSCALL and nothing queued).
-  if ((err == SSL_ERROR_SSL && ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) ||
-      (err == SSL_ERROR_SYSCALL && e == 0 && (r == 0 || sys == 0))) {
-    ERR_clear_error();
-    return net::ssl::error::stream_truncated;
+  if (err == SSL_ERROR_SYSCALL && e == 0) {
+    return r == 0 || sys == 0 ? error_code(net::error::eof) : error_code(sys, net::error::get_system_category());
   }
-  if (err == SSL_ERROR_SYSCALL && e == 0) return error_code(sys, net::error::get_system_category());
   ERR_clear_error();
   return error_code(static_cast<int>(e), net::error::get_ssl_category());
 }

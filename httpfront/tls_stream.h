@@ -194,7 +194,8 @@ class ServerTlsStream : public DeadlineStream {
   }
 
   // Sends close_notify (without waiting for the peer's). Nothing to do after
-  // a timeout or a fatal error.
+  // a timeout or a fatal error; after the peer's close it sends nothing and
+  // only marks the connection closed, which keeps its session resumable.
   template <class Token>
   auto async_shutdown(Token&& token) {
     return Start(std::forward<Token>(token), [core = core_.get()](SSL* ssl, size_t& n) {

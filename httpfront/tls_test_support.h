@@ -171,14 +171,30 @@ class Client {
     });
   }
 
-  void Close() {
-    Run([&](auto done) { stream_.async_shutdown(done); });
+  // Sends close_notify and waits for the server's, or its close: Asio's
+  // stream_truncated then.
+  boost::system::error_code Close() {
+    return Run([&](auto done) { stream_.async_shutdown(done); });
   }
 
   // Closes the connection without TLS's close_notify.
   void Abort() {
     boost::system::error_code ignored;
     stream_.lowest_layer().close(ignored);
+  }
+
+  // Ends its side of TCP without TLS's close_notify, then reads the
+  // socket (not TLS) until the server closes: the bytes it sent after.
+  std::string HalfCloseAndDrain() {
+    boost::system::error_code ec;
+    stream_.lowest_layer().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) return "shutdown: " + ec.message();
+    std::string got;
+    ec = Run([&](auto done) {
+      asio::async_read(stream_.next_layer(), asio::dynamic_buffer(got),
+                       [done](boost::system::error_code ec, size_t) { done(ec); });
+    });
+    return ec == asio::error::eof ? got : "read: " + ec.message();
   }
 
   // Application data records received so far (TLS 1.2: the outer type is
