@@ -283,13 +283,7 @@ Task<bool> AskMayView(Shared& sh, const std::string& key, const control::WebTarg
   co_return may;
 }
 
-Task<void> ServeTls(Shared& sh, Socket socket) {
-  std::string remote;
-  try {
-    remote = socket.remote_endpoint().address().to_string();
-  } catch (const std::exception&) {
-    co_return;
-  }
+Task<void> ServeTls(Shared& sh, Socket socket, std::string remote) {
   TlsStream stream(std::move(socket), sh.listener_ctx);
   beast::get_lowest_layer(stream).expires_after(sh.config.handshake_timeout);
   beast::error_code ec;
@@ -453,7 +447,7 @@ std::optional<std::string> AcmeAnswer(const Shared& sh, const http::request<http
 }
 
 // Plain HTTP: everything is redirected to https, but for ACME http-01 answers.
-Task<void> ServePlain(Shared& sh, Socket socket) {
+Task<void> ServePlain(Shared& sh, Socket socket, std::string /*remote*/) {
   TcpStream stream(std::move(socket));
   beast::flat_buffer buf;
   try {
@@ -478,18 +472,33 @@ Task<void> ServePlain(Shared& sh, Socket socket) {
   }
 }
 
+// Each connection goes to the next io thread, with the client's address as
+// accept(2) gave it (asking the socket later is a system call more). When the
+// process is out of file descriptors the loop waits a little, rather than
+// spinning on a listener that stays readable.
 template <class Serve>
 Task<void> AcceptLoop(Shared& sh, tcp::acceptor& acceptor, Serve serve) {
+  Timer pause(co_await net::this_coro::executor);
+  bool short_of_fds = false;  // logged once until an accept succeeds again
   while (acceptor.is_open()) {
     beast::error_code ec;
-    auto socket = co_await acceptor.async_accept(sh.NextContext(), net::redirect_error(kAwait, ec));
+    tcp::endpoint peer;
+    auto socket = co_await acceptor.async_accept(sh.NextContext(), peer, net::redirect_error(kAwait, ec));
     if (ec) {
       if (!acceptor.is_open()) break;
+      if (ec == net::error::no_descriptors || ec == beast::errc::too_many_files_open_in_system ||
+          ec == net::error::no_buffer_space || ec == net::error::no_memory) {
+        if (!short_of_fds) spdlog::warn("event=accept-failed error=\"{}\" retry_every_ms=100", ec.message());
+        short_of_fds = true;
+        pause.expires_after(std::chrono::milliseconds(100));
+        co_await pause.async_wait(net::redirect_error(kAwait, ec));
+      }
       continue;
     }
+    short_of_fds = false;
     socket.set_option(tcp::no_delay(true), ec);
     auto ex = socket.get_executor();
-    net::co_spawn(ex, serve(sh, std::move(socket)), net::detached);
+    net::co_spawn(ex, serve(sh, std::move(socket), peer.address().to_string()), net::detached);
   }
 }
 

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import ssl
@@ -704,7 +705,8 @@ class Refusals(HttpsClient, unittest.TestCase):
     http_max_body_mib=1, no VM: the apex's /exec reads at most 64 KiB of a body). The client
     gets the answer every time: exed reads and drops the rest until the client closes, where
     closing at once would make the kernel answer the unread bytes with a reset that can
-    destroy the answer before curl reads it."""
+    destroy the answer before curl reads it. Also on this exed: connections it cannot take
+    for want of file descriptors."""
 
     @classmethod
     def setUpClass(cls):
@@ -754,6 +756,35 @@ class Refusals(HttpsClient, unittest.TestCase):
         for i in range(5):
             r = self.curl(self.exec_url, "-H", "X-Big: " + "a" * 100_000)
             self.assertEqual(r.status, 431, f"try {i}: {r}")
+
+    def test_out_of_file_descriptors_waits_then_serves_again(self):
+        """With its descriptors used up, accept fails (EMFILE) while connections wait in the
+        listener's backlog: exed must wait, not spin on the listener that stays readable, and
+        serve again once it has descriptors. The limit is lowered on the running exed."""
+        pid = self.exed.proc.pid
+
+        def cpu_seconds():
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (len(os.listdir(f"/proc/{pid}/fd")) + 8, hard))
+        clients = []
+        try:
+            for _ in range(30):  # more than the 8 descriptors left
+                clients.append(socket.create_connection(("127.0.0.1", self.P)))
+            time.sleep(0.5)
+            before = cpu_seconds()
+            time.sleep(2)
+            spent = cpu_seconds() - before
+        finally:
+            for c in clients:
+                c.close()
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        self.assertLess(spent, 0.5, f"exed used {spent:.2f} s of CPU in 2 s while out of descriptors")
+        r = self.curl(self.exec_url, "-H", "Authorization: Bearer nope", "-d", "whoami")
+        self.assertEqual(r.status, 401, r)
 
 
 if __name__ == "__main__":
