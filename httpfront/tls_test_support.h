@@ -177,12 +177,6 @@ class Client {
     return Run([&](auto done) { stream_.async_shutdown(done); });
   }
 
-  // Closes the connection without TLS's close_notify.
-  void Abort() {
-    boost::system::error_code ignored;
-    stream_.lowest_layer().close(ignored);
-  }
-
   // Ends its side of TCP without TLS's close_notify, then reads the
   // socket (not TLS) until the server closes: the bytes it sent after.
   std::string HalfCloseAndDrain() {
