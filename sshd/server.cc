@@ -140,15 +140,18 @@ void Server::Stop() {
 
 void Server::Serve(control::Service& service) {
   service_ = &service;
+  bool failing = false;  // logged once until an accept succeeds again
   while (!stopping_) {
     ssh_session session = ssh_new();
     if (ssh_bind_accept(bind_, session) != SSH_OK) {
       ssh_free(session);
       if (stopping_) break;
-      spdlog::warn("event=accept-failed error={}", ssh_get_error(bind_));
+      if (!failing) spdlog::warn("event=accept-failed error=\"{}\" retry_every_ms=50", ssh_get_error(bind_));
+      failing = true;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));  // e.g. EMFILE: don't spin
       continue;
     }
+    failing = false;
     std::string addr = PeerAddress(ssh_get_fd(session));
     // SSH is request/response during the handshake: with Nagle's algorithm
     // each of its round trips waits ~40 ms for a delayed ACK.
