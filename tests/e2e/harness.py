@@ -47,6 +47,16 @@ def free_port():
     raise AssertionError("no free loopback port below the ephemeral range")
 
 
+def cpu_seconds(pids):
+    """User + system CPU time of these processes (all their threads), in seconds."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def wait_for(cond, timeout=20.0, what="condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -32,7 +32,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Exed, Key, Postgres, images_dir, ssh, ssh_json  # noqa: E402
+from harness import Exed, Key, Postgres, cpu_seconds, images_dir, ssh, ssh_json  # noqa: E402
 from https_client import HttpsClient, jar_cookies, parse_env, rss_kib  # noqa: E402
 
 PG = None
@@ -762,12 +762,6 @@ class Refusals(HttpsClient, unittest.TestCase):
         listener's backlog: exed must wait, not spin on the listener that stays readable, and
         serve again once it has descriptors. The limit is lowered on the running exed."""
         pid = self.exed.proc.pid
-
-        def cpu_seconds():
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
         soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (len(os.listdir(f"/proc/{pid}/fd")) + 8, hard))
         clients = []
@@ -775,9 +769,9 @@ class Refusals(HttpsClient, unittest.TestCase):
             for _ in range(30):  # more than the 8 descriptors left
                 clients.append(socket.create_connection(("127.0.0.1", self.P)))
             time.sleep(0.5)
-            before = cpu_seconds()
+            before = cpu_seconds([pid])
             time.sleep(2)
-            spent = cpu_seconds() - before
+            spent = cpu_seconds([pid]) - before
         finally:
             for c in clients:
                 c.close()
